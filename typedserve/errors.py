@@ -1,0 +1,45 @@
+"""The exception hierarchy: every error typedserve raises derives from :class:`TypedServeError`."""
+
+from __future__ import annotations
+
+__all__ = ["BindError", "ConfigError", "ServerClosedError", "TransportMismatchError", "TypedServeError"]
+
+
+class TypedServeError(Exception):
+    """Base class of every error raised by typedserve itself."""
+
+
+class ConfigError(TypedServeError, ValueError):
+    """A configuration value was rejected.
+
+    The message names each offending field (dotted path), the value given and the rule broken,
+    one problem per line. ``problems`` holds the same as ``(field, value, rule)`` tuples.
+    """
+
+    def __init__(self, message: str, problems: tuple[tuple[str, object, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class BindError(TypedServeError, OSError):
+    """The listening endpoint could not be created, bound or activated.
+
+    It is also an :class:`OSError` carrying the original ``errno``, so code written for the stdlib
+    (``except OSError``) keeps working; the message names the address and, where one is known,
+    the fix.
+    """
+
+    def __init__(self, errno: int | None, message: str, address: object) -> None:
+        super().__init__(errno, message)
+        self.address = address
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class TransportMismatchError(TypedServeError, ValueError):
+    """An inherited socket's family or type does not match the transport it was given to."""
+
+
+class ServerClosedError(TypedServeError, RuntimeError):
+    """An operation needs an open server, but it was closed."""
