@@ -8,7 +8,7 @@ __all__ = ["Waker"]
 
 
 class Waker:
-    """A connected socket pair: register :meth:`fileno` with a selector, call :meth:`wake` to wake it.
+    """A connected socket pair: register :meth:`fileno` with a selector; :meth:`wake` wakes it.
 
     ``wake`` never blocks and is safe from any thread and from signal handlers (a full buffer
     already means "a wake-up is pending"). The owner calls :meth:`drain` after the selector

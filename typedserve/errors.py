@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["BindError", "ConfigError", "ServerClosedError", "TransportMismatchError", "TypedServeError"]
+__all__ = [
+    "BindError",
+    "ConfigError",
+    "ServerClosedError",
+    "TransportMismatchError",
+    "TypedServeError",
+]
 
 
 class TypedServeError(Exception):

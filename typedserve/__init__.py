@@ -1,0 +1,88 @@
+"""typedserve: typed, composable socket servers.
+
+A server is composed of a validated :class:`ServerConfig`, a typed transport, a concurrency
+strategy and a handler generic over the request type::
+
+    from typedserve import Server, ServerConfig, StreamHandler, TCPTransport, ThreadPerRequest
+
+    class Echo(StreamHandler):
+        def handle(self) -> None:
+            for line in self.rfile:
+                self.wfile.write(line)
+
+    with Server(config=ServerConfig(), transport=TCPTransport(), handler=Echo,
+                strategy=ThreadPerRequest()) as server:
+        server.serve_forever()
+"""
+
+from typedserve.config import (
+    Address,
+    FDAddress,
+    InetAddress,
+    Limits,
+    ServerConfig,
+    ShutdownConfig,
+    Timeouts,
+    UnixAddress,
+)
+from typedserve.context import ServerContext
+from typedserve.errors import (
+    BindError,
+    ConfigError,
+    ServerClosedError,
+    TransportMismatchError,
+    TypedServeError,
+)
+from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
+from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
+from typedserve.requests import Datagram, PeerAddress, StreamRequest
+from typedserve.server import Server, ServerStats
+from typedserve.strategies import Inline, Strategy, ThreadPerRequest
+from typedserve.transports import (
+    TCPTransport,
+    Transport,
+    UDPTransport,
+    UnixDatagramTransport,
+    UnixStreamTransport,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessPolicy",
+    "Address",
+    "AllowNetworks",
+    "BindError",
+    "ConfigError",
+    "Datagram",
+    "DatagramHandler",
+    "ErrorPolicy",
+    "FDAddress",
+    "Handler",
+    "HandlerFactory",
+    "InetAddress",
+    "Inline",
+    "Limits",
+    "PeerAddress",
+    "Server",
+    "ServerClosedError",
+    "ServerConfig",
+    "ServerContext",
+    "ServerStats",
+    "ShutdownConfig",
+    "Strategy",
+    "StreamHandler",
+    "StreamRequest",
+    "TCPTransport",
+    "ThreadPerRequest",
+    "Timeouts",
+    "Transport",
+    "TransportMismatchError",
+    "TypedServeError",
+    "UDPTransport",
+    "UnixAddress",
+    "UnixDatagramTransport",
+    "UnixStreamTransport",
+    "allow_all",
+    "log_error",
+]

@@ -1,0 +1,306 @@
+"""``ServerConfig``: every tunable of a server, validated and frozen, and the loaders that build it.
+
+Config is data: it holds no sockets and no threads. A server is built from one ``ServerConfig``;
+the same config can be loaded from several sources, which are layered with this precedence
+(each layer overrides the ones before it, field by field)::
+
+    defaults  <  TOML file  <  environment (TYPEDSERVE_*)  <  explicit overrides (CLI flags)
+
+Use :meth:`ServerConfig.load` for the layered load, or the single-source constructors
+:meth:`ServerConfig.from_toml`, :meth:`ServerConfig.from_env` and
+:meth:`ServerConfig.with_overrides`. Invalid input raises :class:`~typedserve.errors.ConfigError`
+whose message names the field (dotted path), the value and the rule, one line per problem.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from typedserve.errors import ConfigError
+
+__all__ = [
+    "Address",
+    "FDAddress",
+    "InetAddress",
+    "Limits",
+    "ServerConfig",
+    "ShutdownConfig",
+    "Timeouts",
+    "UnixAddress",
+]
+
+ENV_PREFIX = "TYPEDSERVE_"
+_UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class InetAddress(_Model):
+    """An IPv4 or IPv6 host and port, for the TCP and UDP transports.
+
+    ``host`` is a literal address or a name resolved at bind time (``"::"`` and ``"::1"`` select
+    IPv6). ``port=0`` asks the kernel for a free port; the server reports the real one.
+    ``dual_stack`` (IPv6 hosts only) clears ``IPV6_V6ONLY`` so one socket also accepts IPv4.
+    """
+
+    kind: Literal["inet"] = "inet"
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=0, ge=0, le=65_535)
+    dual_stack: bool = False
+
+    @model_validator(mode="after")
+    def _dual_stack_needs_ipv6(self) -> Self:
+        if self.dual_stack and ":" not in self.host:
+            raise ValueError(
+                f"dual_stack=True needs an IPv6 host such as '::', got host={self.host!r}"
+            )
+        return self
+
+
+class UnixAddress(_Model):
+    """A Unix-domain socket path (or an abstract name written as ``@name``).
+
+    ``mode`` is applied to the socket file after bind (e.g. ``0o660``). ``stale`` says what to do
+    with an existing file at ``path``: ``"probe"`` (default) connects to it first and removes it
+    only if nothing is listening, ``"error"`` refuses to touch it. A live socket of another
+    process is never removed. The file is unlinked when the server closes.
+    """
+
+    kind: Literal["unix"] = "unix"
+    path: str = Field(min_length=1)
+    mode: int | None = Field(default=None, ge=0, le=0o7777)
+    stale: Literal["probe", "error"] = "probe"
+
+    @property
+    def is_abstract(self) -> bool:
+        """Whether this names a Linux abstract-namespace socket (no file on disk)."""
+        return self.path.startswith("@")
+
+    @property
+    def sockaddr(self) -> str:
+        """The address in the form ``socket.bind`` takes."""
+        return "\0" + self.path[1:] if self.is_abstract else self.path
+
+    @field_validator("path")
+    @classmethod
+    def _fits_sun_path(cls, path: str) -> str:
+        size = len(os.fsencode(path))
+        if size > _UNIX_PATH_MAX:
+            raise ValueError(
+                f"a Unix socket path is at most {_UNIX_PATH_MAX} bytes, this one is {size}; "
+                "use a shorter directory or an abstract name ('@name')"
+            )
+        if "\0" in path:
+            raise ValueError("must not contain NUL bytes; write abstract names as '@name'")
+        return path
+
+
+class FDAddress(_Model):
+    """An already-open listening socket inherited from the parent process (``fd``).
+
+    Its family and type are read from the socket itself and checked against the transport.
+    ``fd="systemd"`` takes the first socket passed by systemd socket activation (``LISTEN_FDS``).
+    """
+
+    kind: Literal["fd"] = "fd"
+    fd: Annotated[int, Field(ge=0)] | Literal["systemd"]
+
+
+Address = Annotated[InetAddress | UnixAddress | FDAddress, Field(discriminator="kind")]
+"""Where the server listens: a discriminated union on ``kind`` (``inet``, ``unix``, ``fd``)."""
+
+
+class Timeouts(_Model):
+    """Per-connection deadlines, in seconds; ``None`` disables one.
+
+    - ``idle``: the longest a single read or write on a connection may wait.
+    - ``first_byte``: how long a new connection may stay silent before the handler gets it
+      (slow or idle clients are closed without occupying a worker for longer).
+    - ``request``: the total deadline for one request, from accept to the end of ``finish``,
+      enforced on the handler's ``rfile``/``wfile`` operations.
+    - ``poll``: how long :meth:`Server.handle_request` waits for a request before calling the
+      ``on_timeout`` hook.
+    """
+
+    idle: PositiveSeconds | None = None
+    first_byte: PositiveSeconds | None = None
+    request: PositiveSeconds | None = None
+    poll: PositiveSeconds | None = None
+
+
+class Limits(_Model):
+    """Resource limits.
+
+    ``max_concurrent`` bounds requests in flight (the loop stops accepting at the limit, so the
+    kernel backlog holds the rest). ``max_datagram_size`` is the largest datagram accepted
+    whole; a larger one is ``truncated``: ``"drop"`` (default) logs and counts it, ``"flag"``
+    delivers the first ``max_datagram_size`` bytes with ``Datagram.truncated`` set.
+    """
+
+    max_concurrent: int | None = Field(default=None, ge=1)
+    max_datagram_size: int = Field(default=65_507, ge=1, le=16 * 1024 * 1024)
+    truncated: Literal["drop", "flag"] = "drop"
+
+
+class ShutdownConfig(_Model):
+    """How long closing the server waits for requests in flight (``grace`` seconds)."""
+
+    grace: float = Field(default=5.0, ge=0, le=3_600)
+
+
+class ServerConfig(_Model):
+    """The validated, frozen configuration of one server.
+
+    Example::
+
+        config = ServerConfig(address=InetAddress(host="::", port=8000, dual_stack=True))
+        config = ServerConfig.load(toml="server.toml", overrides={"address.port": 9000})
+    """
+
+    address: Address = Field(default_factory=InetAddress)
+    backlog: int = Field(default=socket.SOMAXCONN, ge=0, le=65_535)
+    reuse_address: bool = True
+    reuse_port: bool = False
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+
+    # -- loaders ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], *, source: str = "config") -> ServerConfig:
+        """Validate a nested mapping (the shape of the TOML file); errors name ``source``."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc, source) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ServerConfig:
+        """Load a TOML file whose tables mirror the fields (``[address]``, ``[timeouts]``...)."""
+        return cls.from_data(_read_toml(Path(path)), source=str(path))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        """Load from ``TYPEDSERVE_*`` variables: ``__`` separates levels.
+
+        ``TYPEDSERVE_BACKLOG=128``, ``TYPEDSERVE_ADDRESS__PORT=8000``,
+        ``TYPEDSERVE_TIMEOUTS__IDLE=30``. Values are strings, converted by the field's type.
+        """
+        return cls.from_data(env_layer(os.environ if environ is None else environ), source="env")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> ServerConfig:
+        """A copy with dotted-path fields replaced (``{"address.port": 0}``), re-validated."""
+        data = _merge(self.model_dump(), dotted_layer(overrides))
+        return type(self).from_data(data, source="overrides")
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        toml: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> ServerConfig:
+        """Layer defaults < ``toml`` < ``environ`` (``TYPEDSERVE_*``) < ``overrides``.
+
+        ``environ=None`` reads ``os.environ``; pass ``{}`` to ignore the environment.
+        """
+        data: dict[str, Any] = {}
+        sources = []
+        if toml is not None:
+            data = _merge(data, _read_toml(Path(toml)))
+            sources.append(str(toml))
+        env = env_layer(os.environ if environ is None else environ)
+        if env:
+            data = _merge(data, env)
+            sources.append("env")
+        if overrides:
+            data = _merge(data, dotted_layer(overrides))
+            sources.append("overrides")
+        return cls.from_data(data, source=" < ".join(sources) or "defaults")
+
+
+# -- layering helpers ------------------------------------------------------------------------
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested layer described by ``TYPEDSERVE_*`` variables in ``environ``."""
+    flat = {
+        key[len(ENV_PREFIX) :].lower().replace("__", "."): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX)
+    }
+    return dotted_layer(flat)
+
+
+def dotted_layer(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"address.port": 1}`` into ``{"address": {"port": 1}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{dotted}: {part!r} is a value, not a table")
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``layer`` over ``base``.
+
+    A layer that names a different address ``kind`` replaces the whole address, so that e.g. an
+    environment ``ADDRESS__KIND=unix`` does not inherit the TOML file's ``port``.
+    """
+    merged = dict(base)
+    for key, value in layer.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            if key == "address" and value.get("kind", old.get("kind")) != old.get("kind"):
+                merged[key] = dict(value)
+            else:
+                merged[key] = _merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    problems: list[tuple[str, object, str]] = []
+    for error in exc.errors(include_url=False):
+        # Drop the discriminator tag pydantic inserts into union paths ("address.unix.path").
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) >= 2 and loc[0] == "address" and loc[1] in ("inet", "unix", "fd"):
+            del loc[1]
+        field = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        problems.append((field, error.get("input"), message))
+    lines = [f"invalid server config ({source}):"]
+    lines += [f"  {field} = {value!r}: {rule}" for field, value, rule in problems]
+    return ConfigError("\n".join(lines), tuple(problems))

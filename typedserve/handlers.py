@@ -1,0 +1,229 @@
+"""Handlers: the user's code for one request, generic over the request type.
+
+Life cycle, run by the server on whichever thread or process the strategy chose::
+
+    handler = HandlerClass(request, context)
+    try:
+        handler.setup()
+        handler.handle()
+        handler.finish()     # only when setup and handle returned normally (as in socketserver)
+    finally:
+        handler.close()      # always: release what setup acquired
+
+``finish`` completes the response (``StreamHandler`` flushes ``wfile``, ``DatagramHandler`` sends
+the reply), so it is skipped after an error: a half-built reply is never sent. ``close``
+releases resources and runs even after an exception, so nothing leaks. An exception from any
+step goes to the server's error policy (logged with the peer by default); the server goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar, Generic, Protocol, TypeAlias, cast
+
+from typing_extensions import Buffer
+
+from typedserve.context import ServerContext, StateT
+from typedserve.requests import Datagram, RequestT, StreamRequest
+
+__all__ = [
+    "DatagramHandler",
+    "Handler",
+    "HandlerFactory",
+    "HandlerLike",
+    "RequestT",
+    "StreamHandler",
+]
+
+
+class HandlerLike(Protocol):
+    """What the server calls on the object a handler factory returns."""
+
+    def setup(self) -> None:
+        """Prepare for :meth:`handle`."""
+
+    def handle(self) -> None:
+        """Serve the request."""
+
+    def finish(self) -> None:
+        """Complete the response after a successful :meth:`handle`."""
+
+    def close(self) -> None:
+        """Release resources; runs after every request, failed or not."""
+
+
+HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerLike]
+"""Builds the handler for one request; a :class:`Handler` subclass is one."""
+
+
+class Handler(ABC, Generic[RequestT, StateT]):
+    """Base class of handlers for requests of type ``RequestT``, with shared state ``StateT``.
+
+    Subclass :class:`StreamHandler` or :class:`DatagramHandler` (or ``Handler[MyRequest, S]``
+    for a custom transport) and implement :meth:`handle`. One instance serves one request.
+    """
+
+    def __init__(self, request: RequestT, context: ServerContext[StateT]) -> None:
+        self.request: RequestT = request
+        self.context: ServerContext[StateT] = context
+
+    @property
+    def state(self) -> StateT:
+        """The shared state object injected into the server (``Server(state=...)``)."""
+        return self.context.state
+
+    def setup(self) -> None:
+        """Called before :meth:`handle`. The default does nothing."""
+
+    @abstractmethod
+    def handle(self) -> None:
+        """Serve the request: all the work happens here."""
+
+    def finish(self) -> None:
+        """Called after :meth:`handle` returned normally. The default does nothing."""
+
+    def close(self) -> None:
+        """Called last, always, even after an exception. The default does nothing."""
+
+
+class SocketWriter(io.BufferedIOBase):
+    """An unbuffered, write-only binary file over a socket: every ``write`` is one ``sendall``.
+
+    ``sendall`` completes writes that a signal interrupted (PEP 475), so ``write`` always
+    consumes the whole buffer or raises. ``fileno()`` is the socket's.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float | None = None) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def writable(self) -> bool:
+        """Always true."""
+        return True
+
+    def write(self, data: Buffer) -> int:
+        """Send all of ``data``; returns its length."""
+        if self._deadline is not None:
+            _arm_deadline(self._sock, self._deadline)
+        self._sock.sendall(data)
+        with memoryview(data) as view:
+            return view.nbytes
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self._sock.fileno()
+
+
+class _DeadlineSocketIO(io.RawIOBase):
+    """Raw socket I/O that fails with ``TimeoutError`` once the request deadline has passed."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer) -> int:
+        _arm_deadline(self._sock, self._deadline)
+        return self._sock.recv_into(buffer)
+
+    def write(self, data: Buffer) -> int:
+        _arm_deadline(self._sock, self._deadline)
+        return self._sock.send(data)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+def _arm_deadline(sock: socket.socket, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the request deadline (timeouts.request) has passed")
+    current = sock.gettimeout()
+    if current is None or current > remaining:
+        sock.settimeout(remaining)
+
+
+class StreamHandler(Handler[StreamRequest, StateT]):
+    """A handler for stream connections with file-like ``rfile`` and ``wfile``.
+
+    Class attributes tune each connection: ``rbufsize`` (``rfile`` buffer, ``-1`` for the
+    default), ``wbufsize`` (``0``: every ``wfile.write`` is sent at once; otherwise buffered and
+    flushed by :meth:`finish`), ``nodelay`` (disable Nagle's algorithm on TCP), and ``timeout``
+    (seconds per socket operation; ``None`` keeps the config's ``timeouts.idle``). Reads and
+    writes through ``rfile``/``wfile`` also honour the config's ``timeouts.request`` deadline.
+    """
+
+    rbufsize: ClassVar[int] = -1
+    wbufsize: ClassVar[int] = 0
+    nodelay: ClassVar[bool] = False
+    timeout: ClassVar[float | None] = None
+
+    rfile: io.BufferedIOBase
+    wfile: io.BufferedIOBase
+
+    def setup(self) -> None:
+        """Apply the socket options and open ``rfile`` and ``wfile``."""
+        request = self.request
+        sock = request.socket
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        if self.nodelay and sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = request.deadline
+        if deadline is None:
+            self.rfile = cast(io.BufferedIOBase, sock.makefile("rb", self.rbufsize))
+        else:
+            size = io.DEFAULT_BUFFER_SIZE if self.rbufsize < 0 else max(self.rbufsize, 1)
+            self.rfile = io.BufferedReader(_DeadlineSocketIO(sock, deadline), size)
+        if self.wbufsize == 0:
+            self.wfile = SocketWriter(sock, deadline)
+        elif deadline is None:
+            self.wfile = cast(io.BufferedIOBase, sock.makefile("wb", self.wbufsize))
+        else:
+            self.wfile = io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
+
+    def finish(self) -> None:
+        """Flush ``wfile``."""
+        if not self.wfile.closed:
+            self.wfile.flush()
+
+    def close(self) -> None:
+        """Close ``rfile`` and ``wfile`` (the server closes the socket itself)."""
+        for name in ("wfile", "rfile"):
+            file = self.__dict__.get(name)
+            if file is not None:
+                # An unflushable wfile after a failed handle: that error was already reported.
+                with contextlib.suppress(OSError):
+                    file.close()
+
+
+class DatagramHandler(Handler[Datagram, StateT]):
+    """A handler for datagrams with ``rfile`` over the payload and ``wfile`` for the reply.
+
+    What :meth:`handle` writes to ``wfile`` is sent back as one datagram by :meth:`finish`; if
+    nothing was written, nothing is sent (call ``self.request.reply(b"")`` for an empty reply).
+    """
+
+    rfile: io.BytesIO
+    wfile: io.BytesIO
+
+    def setup(self) -> None:
+        """Open ``rfile`` over the payload and an empty ``wfile``."""
+        self.rfile = io.BytesIO(self.request.payload)
+        self.wfile = io.BytesIO()
+
+    def finish(self) -> None:
+        """Send what was written to ``wfile``, if anything, as one reply."""
+        reply = self.wfile.getvalue()
+        if reply:
+            self.request.reply(reply)

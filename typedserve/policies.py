@@ -1,0 +1,62 @@
+"""Injected policies: who may connect (access) and what happens when a handler fails (errors)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable
+from typing import TypeAlias
+
+from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
+
+__all__ = ["AccessPolicy", "AllowNetworks", "ErrorPolicy", "allow_all", "log_error"]
+
+logger = logging.getLogger("typedserve.server")
+
+AccessPolicy: TypeAlias = Callable[[RequestT], bool]
+"""Decides whether a request is served (``True``) or refused and closed (``False``)."""
+
+ErrorPolicy: TypeAlias = Callable[[BaseException, PeerAddress], None]
+"""Called with the exception and the peer address when a handler raises."""
+
+
+def allow_all(request: object) -> bool:
+    """The default access policy: serve everyone."""
+    return True
+
+
+def log_error(exc: BaseException, peer: PeerAddress) -> None:
+    """The default error policy: log at ERROR on ``typedserve.server`` with peer and traceback."""
+    logger.error("error while handling a request from %s", _describe(peer), exc_info=exc)
+
+
+class AllowNetworks:
+    """An access policy that serves only peers inside the given IP networks (CIDR strings).
+
+    Unix-socket peers have no IP address; they are served only if ``allow_unix`` is true.
+    Example: ``Server(..., verify_request=AllowNetworks(["127.0.0.0/8", "::1/128"]))``.
+    """
+
+    def __init__(self, networks: Iterable[str], *, allow_unix: bool = True) -> None:
+        self.networks = tuple(ipaddress.ip_network(net, strict=False) for net in networks)
+        self.allow_unix = allow_unix
+
+    def __call__(self, request: StreamRequest | Datagram) -> bool:
+        """Whether ``request``'s peer is in one of the networks."""
+        peer = request.peer
+        if not isinstance(peer, tuple):
+            return self.allow_unix
+        try:
+            address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+
+def _describe(peer: PeerAddress) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = peer[0]
+        return f"[{host}]:{peer[1]}" if ":" in str(host) else f"{host}:{peer[1]}"
+    return repr(peer) if peer else "an unnamed Unix socket"

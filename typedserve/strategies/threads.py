@@ -1,0 +1,73 @@
+"""``ThreadPerRequest``: a new thread for each request (the stdlib's ``ThreadingMixIn``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["ThreadPerRequest"]
+
+T = TypeVar("T")
+
+
+class ThreadPerRequest:
+    """Serve each request on a thread of its own.
+
+    ``daemon``: make the threads daemon threads, so the interpreter may exit while they run.
+    ``wait_on_close``: :meth:`close` joins the threads still running (up to its timeout); set it
+    to ``False`` to return at once. Finished threads are forgotten as they end, so a
+    long-running server does not accumulate thread objects. Bound the number of threads with
+    the config's ``limits.max_concurrent``.
+    """
+
+    def __init__(self, *, daemon: bool = False, wait_on_close: bool = True) -> None:
+        self.daemon = daemon
+        self.wait_on_close = wait_on_close
+        self._threads: set[threading.Thread] = set()
+        self._waiter: Callable[[], None] | None = None
+
+    def submit(self, serve: Callable[[T], None], request: T) -> None:
+        """Start a thread running ``serve(request)``."""
+        thread = threading.Thread(
+            target=self._run, args=(serve, request), daemon=self.daemon, name="typedserve-request"
+        )
+        self._threads.add(thread)  # before start(), so the thread's own discard always follows
+        try:
+            thread.start()
+        except BaseException:
+            self._threads.discard(thread)
+            raise
+
+    def _run(self, serve: Callable[[T], None], request: T) -> None:
+        try:
+            serve(request)
+        finally:
+            self._threads.discard(threading.current_thread())
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                waiter()
+
+    @property
+    def in_flight(self) -> int:
+        """Threads started and not yet finished."""
+        return len(self._threads)
+
+    def notify_when_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the next thread finishes."""
+        self._waiter = callback
+        if not self._threads:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                waiter()
+
+    def close(self, timeout: float | None = None) -> int:
+        """Join running threads (unless ``wait_on_close`` is false) up to ``timeout`` seconds."""
+        if not self.wait_on_close:
+            return len(self._threads)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return sum(1 for thread in list(self._threads) if thread.is_alive())

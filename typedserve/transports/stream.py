@@ -1,0 +1,105 @@
+"""``StreamTransport``: the shared accept logic of TCP and Unix stream transports."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from typing import ClassVar
+
+from typedserve.config import ServerConfig
+from typedserve.errors import ServerClosedError
+from typedserve.requests import PeerAddress, StreamRequest
+from typedserve.transports.base import TransportStats
+from typedserve.transports.bind_errors import bind_error
+from typedserve.transports.binding import open_listener
+
+__all__ = ["StreamTransport"]
+
+
+class StreamTransport:
+    """A listening stream socket; each accepted connection is a :class:`StreamRequest`.
+
+    Accepted sockets are blocking, with the config's ``timeouts.idle`` (or the request
+    deadline, whichever is shorter) as their timeout. Subclasses fix the address families.
+    """
+
+    families: ClassVar[frozenset[int]] = frozenset({socket.AF_INET, socket.AF_INET6})
+
+    def __init__(self) -> None:
+        self.stats = TransportStats()
+        self._socket: socket.socket | None = None
+        self._cleanup: object = None
+        self._backlog = socket.SOMAXCONN
+        self._timeout: float | None = None
+        self._request_seconds: float | None = None
+        self._address: PeerAddress = None
+
+    @property
+    def socket(self) -> socket.socket:
+        """The listening socket (after :meth:`bind`)."""
+        if self._socket is None:
+            raise ServerClosedError(f"{type(self).__name__} is not bound")
+        return self._socket
+
+    def bind(self, config: ServerConfig) -> None:
+        """Create and bind the listening socket for ``config.address``."""
+        listener = open_listener(config, socket.SOCK_STREAM, self.families, type(self).__name__)
+        self._socket, self._cleanup = listener.socket, listener.cleanup
+        self._backlog = config.backlog
+        idle, request = config.timeouts.idle, config.timeouts.request
+        self._timeout = min((t for t in (idle, request) if t is not None), default=None)
+        self._request_seconds = request
+        self._address = self._socket.getsockname()
+
+    def activate(self) -> None:
+        """Listen with the config's backlog; the listening socket becomes non-blocking."""
+        sock = self.socket
+        try:
+            sock.listen(self._backlog)
+        except OSError as exc:
+            raise bind_error(exc, str(self._address)) from None
+        sock.setblocking(False)
+
+    @property
+    def address(self) -> PeerAddress:
+        """The bound address (``getsockname()`` of the listening socket)."""
+        return self._address
+
+    def fileno(self) -> int:
+        """The listening socket's fd."""
+        return self.socket.fileno()
+
+    def receive(self) -> StreamRequest | None:
+        """Accept one connection, or ``None`` when none is pending or it was aborted."""
+        try:
+            conn, peer = self.socket.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        if self._timeout is not None:
+            conn.settimeout(self._timeout)
+        seconds = self._request_seconds
+        return StreamRequest(conn, peer, None if seconds is None else time.monotonic() + seconds)
+
+    def wait_first_byte(self, request: StreamRequest, timeout: float) -> bool:
+        """Wait until the client has sent something (or closed) within ``timeout`` seconds."""
+        poller = select.poll()
+        poller.register(request.socket, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+
+    def close_request(self, request: StreamRequest) -> None:
+        """Half-close for writing (so the peer sees EOF even if a child holds a copy), close."""
+        conn = request.socket
+        with contextlib.suppress(OSError):  # already reset by the peer: nothing to flush
+            conn.shutdown(socket.SHUT_WR)
+        conn.close()
+
+    def close(self) -> None:
+        """Close the listening socket and run the address's cleanup (unlink a Unix file)."""
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
+        cleanup, self._cleanup = self._cleanup, None
+        if callable(cleanup):
+            cleanup()

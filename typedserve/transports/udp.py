@@ -1,0 +1,11 @@
+"""``UDPTransport``: UDP over IPv4 and IPv6."""
+
+from __future__ import annotations
+
+from typedserve.transports.datagram import DatagramTransport
+
+__all__ = ["UDPTransport"]
+
+
+class UDPTransport(DatagramTransport):
+    """A ``Transport[Datagram]`` bound to a UDP ``inet`` address or an inherited UDP fd."""
