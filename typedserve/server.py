@@ -150,6 +150,7 @@ class Server(Generic[RequestT, StateT]):
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._stopped.set()
+        self._serving = threading.Event()
         self._loop_thread: int | None = None
         self._shutdown_requested = False
         self._closed = False
@@ -283,6 +284,15 @@ class Server(Generic[RequestT, StateT]):
         if running is not None and running != threading.get_ident():
             self._stopped.wait()
 
+    def wait_serving(self, timeout: float | None = None) -> bool:
+        """Wait until a loop (:meth:`serve_forever` or :meth:`handle_request`) is running.
+
+        Returns ``False`` if none started within ``timeout`` seconds. Once it returns ``True``,
+        :meth:`shutdown` from another thread waits for that loop to stop. For tests and
+        supervisors: clients may connect as soon as the server is bound, without waiting.
+        """
+        return self._serving.wait(timeout)
+
     def _enter_loop(self) -> None:
         with self._lock:
             if self._closed or self._selector is None:
@@ -291,11 +301,13 @@ class Server(Generic[RequestT, StateT]):
                 raise RuntimeError("this server is already serving on another thread")
             self._loop_thread = threading.get_ident()
             self._stopped.clear()
+            self._serving.set()
 
     def _leave_loop(self) -> None:
         with self._lock:
             self._shutdown_requested = False
             self._loop_thread = None
+            self._serving.clear()
             self._stopped.set()
         if self._close_pending:  # close() was called from a handler on this thread
             self._close_pending = False
