@@ -21,7 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from typedserve.errors import ConfigError
 
@@ -117,8 +126,23 @@ class FDAddress(_Model):
     fd: Annotated[int, Field(ge=0)] | Literal["systemd"]
 
 
-Address = Annotated[InetAddress | UnixAddress | FDAddress, Field(discriminator="kind")]
-"""Where the server listens: a discriminated union on ``kind`` (``inet``, ``unix``, ``fd``)."""
+def _address_kind(value: Any) -> str:
+    """The union tag: ``kind`` if given, else inferred (``path`` -> unix, ``fd`` -> fd, inet)."""
+    if isinstance(value, Mapping):
+        if "kind" in value:
+            return str(value["kind"])
+        return "unix" if "path" in value else "fd" if "fd" in value else "inet"
+    return str(getattr(value, "kind", "inet"))
+
+
+Address = Annotated[
+    Annotated[InetAddress, Tag("inet")]
+    | Annotated[UnixAddress, Tag("unix")]
+    | Annotated[FDAddress, Tag("fd")],
+    Discriminator(_address_kind),
+]
+"""Where the server listens: a union tagged by ``kind`` (``inet``, ``unix``, ``fd``); when
+``kind`` is left out it is inferred from the keys (``path``: unix, ``fd``: fd, else inet)."""
 
 
 class Timeouts(_Model):
@@ -263,20 +287,32 @@ def dotted_layer(flat: Mapping[str, Any]) -> dict[str, Any]:
 def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge ``layer`` over ``base``.
 
-    A layer that names a different address ``kind`` replaces the whole address, so that e.g. an
-    environment ``ADDRESS__KIND=unix`` does not inherit the TOML file's ``port``.
+    A layer that names a different address kind (by ``kind`` or by a key only that kind has,
+    such as ``path``) replaces the whole address, so that e.g. ``--unix PATH`` does not inherit
+    the TOML file's ``port``.
     """
     merged = dict(base)
     for key, value in layer.items():
         old = merged.get(key)
         if isinstance(old, Mapping) and isinstance(value, Mapping):
-            if key == "address" and value.get("kind", old.get("kind")) != old.get("kind"):
+            kind = _layer_kind(value) if key == "address" else None
+            if kind is not None and kind != _address_kind(old):
                 merged[key] = dict(value)
             else:
                 merged[key] = _merge(old, value)
         else:
             merged[key] = value
     return merged
+
+
+def _layer_kind(address: Mapping[str, Any]) -> str | None:
+    """The address kind a layer names, explicitly or by a kind-specific key; else ``None``."""
+    if "kind" in address:
+        return str(address["kind"])
+    for keys, kind in ((("path",), "unix"), (("fd",), "fd"), (("host", "port"), "inet")):
+        if any(k in address for k in keys):
+            return kind
+    return None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""Running typedserve commands and examples as real processes, for the tests beside this."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_STARTUP_SECONDS = 20.0
+
+
+@dataclass
+class Running:
+    """A server process that announced its port on stdout."""
+
+    process: subprocess.Popen[str]
+    port: int
+    banner: str
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``sig``, wait (bounded) and return the exit status and the rest of the output."""
+        self.process.send_signal(sig)
+        out, _ = self.process.communicate(timeout=20)
+        return self.process.returncode, out
+
+
+def _read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> tuple[str, int]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    text = ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                break
+            line = process.stdout.readline()
+            if not line:
+                break
+            text += line
+            match = pattern.search(text)
+            if match:
+                group = match.group(1) if match.groups() else ""
+                return text, int(group) if group.isdigit() else 0
+    raise AssertionError(f"the server never announced its port; output so far:\n{text}")
+
+
+def start_process(started: list[subprocess.Popen[str]], *args: str, port_pattern: str) -> Running:
+    """Start ``python ARGS...`` and wait (bounded) until its output matches ``port_pattern``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started.append(process)
+    banner, port = _read_until(process, re.compile(port_pattern))
+    return Running(process, port, banner)
