@@ -1,0 +1,1 @@
+"""Conformance suite: the same tests against the stdlib socketserver and typedserve.compat."""

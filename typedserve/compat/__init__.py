@@ -1,0 +1,76 @@
+"""A drop-in replacement for the stdlib :mod:`socketserver`, built on typedserve's core.
+
+Use it as ``import typedserve.compat as socketserver``, or call :func:`install` before
+anything imports ``socketserver`` so that ``http.server``, ``xmlrpc.server``,
+``wsgiref.simple_server`` and ``logging.config`` run on it. It exports the same names as the
+running interpreter's ``socketserver`` and calls every hook as the stdlib does; see
+``DIFFERENCES.md`` for what is intentionally different and ``MIGRATION.md`` for moving to the
+typed API.
+
+Type checkers read ``__init__.pyi`` next to this file; the implementation lives in the private
+modules ``_server``, ``_handlers``, ``_errors`` and ``_install``.
+"""
+
+import os as os
+import selectors as selectors
+import socket as socket
+import sys as sys
+import threading as threading
+
+from typedserve.compat._handlers import BaseRequestHandler as BaseRequestHandler
+from typedserve.compat._handlers import DatagramRequestHandler as DatagramRequestHandler
+from typedserve.compat._handlers import StreamRequestHandler as StreamRequestHandler
+from typedserve.compat._handlers import _SocketWriter as _SocketWriter
+from typedserve.compat._install import install as install
+from typedserve.compat._install import uninstall as uninstall
+from typedserve.compat._server import BaseServer as BaseServer
+from typedserve.compat._server import TCPServer as TCPServer
+from typedserve.compat._server import ThreadingMixIn as ThreadingMixIn
+from typedserve.compat._server import ThreadingTCPServer as ThreadingTCPServer
+from typedserve.compat._server import ThreadingUDPServer as ThreadingUDPServer
+from typedserve.compat._server import UDPServer as UDPServer
+from typedserve.compat._server import _NoThreads as _NoThreads
+from typedserve.compat._server import _Threads as _Threads
+
+__version__ = "0.4"
+
+# The stdlib's names, in the stdlib's order, under the stdlib's conditions.
+__all__ = [  # noqa: RUF022
+    "BaseServer",
+    "TCPServer",
+    "UDPServer",
+    "ThreadingUDPServer",
+    "ThreadingTCPServer",
+    "BaseRequestHandler",
+    "StreamRequestHandler",
+    "DatagramRequestHandler",
+    "ThreadingMixIn",
+]
+if hasattr(os, "fork"):
+    from typedserve.compat._server import ForkingMixIn as ForkingMixIn
+    from typedserve.compat._server import ForkingTCPServer as ForkingTCPServer
+    from typedserve.compat._server import ForkingUDPServer as ForkingUDPServer
+
+    __all__.extend(["ForkingUDPServer", "ForkingTCPServer", "ForkingMixIn"])  # noqa: RUF022
+if hasattr(socket, "AF_UNIX"):
+    from typedserve.compat._server import ThreadingUnixDatagramServer as ThreadingUnixDatagramServer
+    from typedserve.compat._server import ThreadingUnixStreamServer as ThreadingUnixStreamServer
+    from typedserve.compat._server import UnixDatagramServer as UnixDatagramServer
+    from typedserve.compat._server import UnixStreamServer as UnixStreamServer
+
+    _unix = ["UnixStreamServer", "UnixDatagramServer"]
+    __all__.extend([*_unix, "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"])
+    del _unix
+    if hasattr(os, "fork") and sys.version_info >= (3, 12):
+        from typedserve.compat._server import ForkingUnixDatagramServer as ForkingUnixDatagramServer
+        from typedserve.compat._server import ForkingUnixStreamServer as ForkingUnixStreamServer
+
+        __all__.extend(["ForkingUnixStreamServer", "ForkingUnixDatagramServer"])  # noqa: RUF022
+
+# poll/select need no extra file descriptor, unlike epoll/kqueue (and make a single syscall).
+# Patching this module attribute changes the selector every server loop uses.
+_ServerSelector: type[selectors.BaseSelector]
+if hasattr(selectors, "PollSelector"):
+    _ServerSelector = selectors.PollSelector
+else:  # pragma: no cover - platforms without poll()
+    _ServerSelector = selectors.SelectSelector

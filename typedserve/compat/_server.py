@@ -1,0 +1,603 @@
+"""The server classes of :mod:`typedserve.compat`: the stdlib ``socketserver`` hook contract.
+
+Every hook is called exactly when, as often as and with the arguments that CPython's
+``socketserver`` uses, so old subclasses keep working. What differs is underneath: the loop
+is woken at once by a :class:`typedserve._wakeup.Waker` when ``shutdown()`` is called (or
+``_BaseServer__shutdown_request`` is set), bind failures are :class:`typedserve.errors.BindError`
+naming the address (still the ``OSError`` subclass the stdlib would raise), finished request
+threads leave ``_threads`` as soon as they end, and default error reports also go to the
+``typedserve.compat`` logger. ``DIFFERENCES.md`` lists every intentional difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from typedserve._wakeup import Waker
+from typedserve.compat._errors import compat_bind_error
+
+__all__ = [
+    "BaseServer",
+    "ForkingMixIn",
+    "ForkingTCPServer",
+    "ForkingUDPServer",
+    "ForkingUnixDatagramServer",
+    "ForkingUnixStreamServer",
+    "TCPServer",
+    "ThreadingMixIn",
+    "ThreadingTCPServer",
+    "ThreadingUDPServer",
+    "ThreadingUnixDatagramServer",
+    "ThreadingUnixStreamServer",
+    "UDPServer",
+    "UnixDatagramServer",
+    "UnixStreamServer",
+    "_NoThreads",
+    "_Threads",
+]
+
+_PUBLIC_MODULE = "typedserve.compat"
+
+logger = logging.getLogger(_PUBLIC_MODULE)
+"""Where default ``handle_error`` reports go, besides stderr (see DIFFERENCES.md)."""
+logger.addHandler(logging.NullHandler())
+logger.propagate = False
+
+
+def _server_selector() -> selectors.BaseSelector:
+    """A new selector from the *public* module's ``_ServerSelector``, so patching it works."""
+    module = sys.modules[_PUBLIC_MODULE]
+    factory: Callable[[], selectors.BaseSelector] = vars(module)["_ServerSelector"]
+    return factory()
+
+
+class BaseServer:
+    """Base class of the servers: the request loop and the hooks subclasses override.
+
+    Methods for the caller: ``serve_forever(poll_interval)``, ``shutdown()``,
+    ``handle_request()``, ``fileno()`` (supplied by subclasses). Hooks: ``server_bind``,
+    ``server_activate``, ``get_request``, ``handle_timeout``, ``verify_request``,
+    ``server_close``, ``process_request``, ``shutdown_request``, ``close_request``,
+    ``service_actions``, ``handle_error``, ``finish_request``.
+    """
+
+    timeout: float | None = None
+
+    def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
+        """Store the address and the handler class. May be extended, do not override."""
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self.__waker: Waker | None = None
+        self.__is_shut_down = threading.Event()
+        self.__shutdown_request = False
+
+    # ``_BaseServer__shutdown_request`` is a de-facto API: handlers and signal handlers set it
+    # to stop ``serve_forever``. As a property, setting it also wakes the loop at once.
+    @property
+    def __shutdown_request(self) -> Any:
+        return self.__dict__.get("_BaseServer__shutdown_flag", False)
+
+    @__shutdown_request.setter
+    def __shutdown_request(self, value: Any) -> None:
+        self.__dict__["_BaseServer__shutdown_flag"] = value
+        if value:
+            waker: Waker | None = self.__dict__.get("_BaseServer__waker")
+            if waker is not None:
+                waker.wake()
+
+    def server_activate(self) -> None:
+        """Called by the constructor to activate the server. May be overridden."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Handle one request at a time until :meth:`shutdown`.
+
+        ``service_actions()`` runs after each wait, which lasts at most ``poll_interval``
+        seconds; ``self.timeout`` is ignored. ``shutdown()`` ends the wait at once.
+        """
+        self.__is_shut_down.clear()
+        waker = Waker()
+        self.__waker = waker
+        try:
+            with _server_selector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(waker, selectors.EVENT_READ)
+                while not self.__shutdown_request:
+                    ready = selector.select(poll_interval)
+                    # bpo-35017: shutdown() called during select(), exit immediately.
+                    if self.__shutdown_request:
+                        break
+                    if any(key.fileobj is waker for key, _ in ready):
+                        waker.drain()
+                    if any(key.fileobj is not waker for key, _ in ready):
+                        self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            self.__waker = None
+            waker.close()
+            self.__shutdown_request = False
+            self.__is_shut_down.set()
+
+    def shutdown(self) -> None:
+        """Stop the ``serve_forever`` loop and wait until it has finished.
+
+        Call it from another thread than the loop's, or it deadlocks.
+        """
+        self.__shutdown_request = True
+        self.__is_shut_down.wait()
+
+    def service_actions(self) -> None:
+        """Called by the ``serve_forever`` loop after each wait. May be overridden."""
+
+    def handle_request(self) -> None:
+        """Handle one request, waiting at most ``self.timeout`` (or the socket's timeout).
+
+        Calls ``handle_timeout()`` (and returns what it returns) if none arrives in time.
+        """
+        # Support people who used socket.settimeout() to escape handle_request before
+        # self.timeout was available.
+        timeout = self.socket.gettimeout()
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        # Wait until a request arrives or the timeout expires; the loop absorbs early
+        # wake-ups.
+        with _server_selector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            while True:
+                if selector.select(timeout):
+                    return self._handle_request_noblock()
+                if deadline is not None:
+                    timeout = deadline - monotonic()
+                    if timeout < 0:
+                        return self.handle_timeout()  # the hook's value, as in the stdlib
+
+    # What subclasses provide (as in the stdlib, BaseServer itself defines none of them):
+    # TCPServer creates ``socket`` (a socket-less server calling handle_request() needs one).
+    socket: socket.socket
+    if TYPE_CHECKING:
+
+        def fileno(self) -> int:
+            """The file descriptor the loop waits on."""
+
+        def get_request(self) -> tuple[Any, Any]:
+            """Accept one request: ``(request, client_address)``."""
+
+    def _handle_request_noblock(self) -> None:
+        """Handle one request; the server's fd has been reported readable."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        if self.verify_request(request, client_address):
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except:
+                self.shutdown_request(request)
+                raise
+        else:
+            self.shutdown_request(request)
+
+    def handle_timeout(self) -> None:
+        """Called when ``handle_request`` saw no request within the timeout."""
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Return true to process the request, false to drop it. May be overridden."""
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Finish the request, then shut it down; the mix-ins override this."""
+        self.finish_request(request, client_address)
+        self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Clean up the server. May be overridden."""
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Finish one request by instantiating ``RequestHandlerClass``."""
+        self.RequestHandlerClass(request, client_address, self)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Shut down and close one request."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Clean up one request."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report an exception raised while processing a request; the server carries on.
+
+        Prints the stdlib's report to ``sys.stderr`` and also logs it, with the traceback,
+        to the ``typedserve.compat`` logger (which does not propagate unless configured to).
+        """
+        print("-" * 40, file=sys.stderr)
+        print(
+            "Exception occurred during processing of request from",
+            client_address,
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        print("-" * 40, file=sys.stderr)
+        logger.error(
+            "Exception occurred during processing of request from %s",
+            client_address,
+            exc_info=True,
+        )
+
+    def __enter__(self) -> Any:
+        """Return the server itself."""
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        """Call ``server_close()``."""
+        self.server_close()
+
+
+class TCPServer(BaseServer):
+    """A synchronous server on a stream socket, by default TCP over IPv4."""
+
+    address_family: int = socket.AF_INET
+    socket_type: int = socket.SOCK_STREAM
+    request_queue_size: int = 5
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+
+    def __init__(
+        self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
+    ) -> None:
+        """Create the socket and, unless told not to, bind and activate it.
+
+        May be extended, do not override. On failure ``server_close()`` runs before the
+        exception propagates.
+        """
+        BaseServer.__init__(self, server_address, RequestHandlerClass)
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except:
+                self.server_close()
+                raise
+
+    def server_bind(self) -> None:
+        """Apply the reuse options and bind ``self.socket`` to ``server_address``.
+
+        A failure raises :class:`typedserve.errors.BindError` naming the address; it is also
+        the exact ``OSError`` subclass the stdlib would raise, with the same ``errno``.
+        """
+        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.allow_reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            self.socket.bind(self.server_address)
+        except OSError as exc:
+            error = compat_bind_error(exc, self.server_address, self.socket)
+            if error is exc:
+                raise
+            raise error from None
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Listen, with a backlog of ``request_queue_size``."""
+        self.socket.listen(self.request_queue_size)
+
+    def server_close(self) -> None:
+        """Close the listening socket."""
+        self.socket.close()
+
+    def fileno(self) -> int:
+        """The current ``self.socket``'s file descriptor."""
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept a connection from the current ``self.socket``."""
+        return self.socket.accept()
+
+    def shutdown_request(self, request: Any) -> None:
+        """Shut the connection down for writing (errors ignored), then close it."""
+        # Explicitly shut down: close() only releases this reference. Some platforms raise
+        # ENOTCONN here.
+        with contextlib.suppress(OSError):
+            request.shutdown(socket.SHUT_WR)
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Close the connection."""
+        request.close()
+
+
+class UDPServer(TCPServer):
+    """A synchronous server on a datagram socket, by default UDP over IPv4."""
+
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+    socket_type: int = socket.SOCK_DGRAM
+    max_packet_size: int = 8192
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Receive one datagram: ``((data, self.socket), client_address)``."""
+        data, client_addr = self.socket.recvfrom(self.max_packet_size)
+        return (data, self.socket), client_addr
+
+    def server_activate(self) -> None:
+        """Nothing to do: datagram sockets do not listen."""
+
+    def shutdown_request(self, request: Any) -> None:
+        """Nothing to shut down; calls ``close_request``."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Nothing to close: the socket is the server's."""
+
+
+class ForkingMixIn:
+    """Mix-in that handles each request in a child process (list it before the server class).
+
+    ``active_children`` is ``None`` until the first fork, then the set of child pids not yet
+    reaped; at most ``max_children`` run at once; ``server_close`` waits for them when
+    ``block_on_close`` is true.
+    """
+
+    timeout: float | None = 300
+    active_children: set[int] | None = None
+    max_children: int = 40
+    # If true, server_close() waits until all child processes complete.
+    block_on_close: bool = True
+
+    def collect_children(self, *, blocking: bool = False) -> None:
+        """Reap children that have exited (all of them, waiting, if ``blocking``)."""
+        children = self.active_children
+        if children is None:
+            return
+        # Above max_children, wait for any child (waitpid(-1) reaps in one call per child,
+        # but may reap children this server did not spawn, so only here).
+        while len(children) >= self.max_children:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+                children.discard(pid)
+            except ChildProcessError:
+                children.clear()  # no children at all
+            except OSError:
+                break
+        flags = 0 if blocking else os.WNOHANG
+        for pid in children.copy():
+            try:
+                reaped, _ = os.waitpid(pid, flags)
+                children.discard(reaped)  # 0 (still running) is never a member
+            except ChildProcessError:
+                children.discard(pid)  # someone else reaped it
+            except OSError:
+                pass
+
+    def handle_timeout(self) -> None:
+        """Reap exited children after ``timeout`` seconds without a request."""
+        self.collect_children()
+
+    def service_actions(self) -> None:
+        """Reap exited children on every turn of the ``serve_forever`` loop."""
+        self.collect_children()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Fork; the child finishes the request and exits, the parent closes its copy."""
+        server: Any = self
+        pid = os.fork()
+        if pid:
+            if self.active_children is None:
+                self.active_children = set()
+            self.active_children.add(pid)
+            server.close_request(request)
+            return
+        # Child process: this must never return, hence os._exit().
+        status = 1
+        try:
+            server.finish_request(request, client_address)
+            status = 0
+        except Exception:
+            server.handle_error(request, client_address)
+        finally:
+            try:
+                server.shutdown_request(request)
+            finally:
+                os._exit(status)
+
+    def server_close(self) -> None:
+        """Close the server, then reap children (waiting for them if ``block_on_close``)."""
+        super().server_close()  # type: ignore[misc]  # a mix-in: the next class is a server
+        self.collect_children(blocking=self.block_on_close)
+
+
+class _Threads(list[threading.Thread]):
+    """The joinable list of a threading server's non-daemon request threads.
+
+    Threads leave it as soon as they finish (and, as in the stdlib, dead ones are reaped
+    whenever one is added), so it never accumulates.
+    """
+
+    def __init__(self, iterable: Iterable[threading.Thread] = (), /) -> None:
+        super().__init__(iterable)
+        self._lock = threading.Lock()
+
+    def append(self, thread: threading.Thread) -> None:
+        """Reap finished threads, then track ``thread`` unless it is a daemon."""
+        self.reap()
+        if thread.daemon:
+            return
+        with self._lock:
+            super().append(thread)
+
+    def pop_all(self) -> list[threading.Thread]:
+        """Remove and return every tracked thread."""
+        with self._lock:
+            self[:], result = [], self[:]
+        return result
+
+    def join(self) -> None:
+        """Wait for every tracked thread."""
+        for thread in self.pop_all():
+            thread.join()
+
+    def reap(self) -> None:
+        """Drop the threads that have finished."""
+        with self._lock:
+            self[:] = (thread for thread in self if thread.is_alive())
+
+    def discard(self, thread: threading.Thread) -> None:
+        """Forget ``thread`` (a request thread calls this as it ends)."""
+        with self._lock:
+            if thread in self:
+                self.remove(thread)
+
+
+class _NoThreads:
+    """The degenerate ``_Threads`` of a server that does not wait for its threads."""
+
+    def append(self, thread: threading.Thread) -> None:
+        """Track nothing."""
+
+    def join(self) -> None:
+        """Wait for nothing."""
+
+
+class _RequestThread(threading.Thread):
+    """A request thread that removes itself from its server's ``_threads`` when it ends."""
+
+    def __init__(self, threads: Callable[[], object], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._owner_threads = threads
+
+    def run(self) -> None:
+        """Run the target, then leave the server's ``_threads``."""
+        try:
+            super().run()
+        finally:
+            threads = self._owner_threads()
+            if isinstance(threads, _Threads):
+                threads.discard(self)
+
+
+class ThreadingMixIn:
+    """Mix-in that handles each request in a new thread (list it before the server class).
+
+    ``daemon_threads`` makes the threads daemons; with ``block_on_close`` (the default)
+    ``server_close`` joins the non-daemon threads still running, tracked in ``_threads``.
+    """
+
+    # Decides how threads will act upon termination of the main process.
+    daemon_threads: bool = False
+    # If true, server_close() waits until all non-daemonic threads terminate.
+    block_on_close: bool = True
+    # Used by server_close() to wait for every request thread.
+    _threads: _Threads | _NoThreads = _NoThreads()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Finish the request in the thread; errors go to ``handle_error``; then shut it down."""
+        server: Any = self
+        try:
+            server.finish_request(request, client_address)
+        except Exception:
+            server.handle_error(request, client_address)
+        finally:
+            server.shutdown_request(request)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a new thread to process the request."""
+        if self.block_on_close:
+            vars(self).setdefault("_threads", _Threads())
+        thread = _RequestThread(
+            lambda: self._threads,
+            target=self.process_request_thread,
+            args=(request, client_address),
+        )
+        thread.daemon = self.daemon_threads
+        self._threads.append(thread)
+        thread.start()
+
+    def server_close(self) -> None:
+        """Close the server, then join the request threads still running."""
+        super().server_close()  # type: ignore[misc]  # a mix-in: the next class is a server
+        self._threads.join()
+
+
+class ForkingUDPServer(ForkingMixIn, UDPServer):
+    """``ForkingMixIn`` + ``UDPServer``."""
+
+
+class ForkingTCPServer(ForkingMixIn, TCPServer):
+    """``ForkingMixIn`` + ``TCPServer``."""
+
+
+class ThreadingUDPServer(ThreadingMixIn, UDPServer):
+    """``ThreadingMixIn`` + ``UDPServer``."""
+
+
+class ThreadingTCPServer(ThreadingMixIn, TCPServer):
+    """``ThreadingMixIn`` + ``TCPServer``."""
+
+
+class UnixStreamServer(TCPServer):
+    """A synchronous server on a Unix stream socket."""
+
+    address_family: int = socket.AF_UNIX
+
+
+class UnixDatagramServer(UDPServer):
+    """A synchronous server on a Unix datagram socket."""
+
+    address_family: int = socket.AF_UNIX
+
+
+class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer):
+    """``ThreadingMixIn`` + ``UnixStreamServer``."""
+
+
+class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer):
+    """``ThreadingMixIn`` + ``UnixDatagramServer``."""
+
+
+class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer):
+    """``ForkingMixIn`` + ``UnixStreamServer`` (exported on Python 3.12 and later)."""
+
+
+class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer):
+    """``ForkingMixIn`` + ``UnixDatagramServer`` (exported on Python 3.12 and later)."""
+
+
+# The classes present themselves as members of the public module, as the stdlib's do of
+# ``socketserver`` (reprs, pickles by reference and stubtest all use the public path).
+for _cls in (
+    BaseServer,
+    TCPServer,
+    UDPServer,
+    ForkingMixIn,
+    _Threads,
+    _NoThreads,
+    ThreadingMixIn,
+    ForkingUDPServer,
+    ForkingTCPServer,
+    ThreadingUDPServer,
+    ThreadingTCPServer,
+    UnixStreamServer,
+    UnixDatagramServer,
+    ThreadingUnixStreamServer,
+    ThreadingUnixDatagramServer,
+    ForkingUnixStreamServer,
+    ForkingUnixDatagramServer,
+):
+    _cls.__module__ = _PUBLIC_MODULE
+del _cls
