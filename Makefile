@@ -32,5 +32,9 @@ pytest: $(STAMP)
 compat-versions: $(STAMP)
 	@true
 
+# Side-by-side benchmarks against the stdlib, asyncio and uvloop (see benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info
