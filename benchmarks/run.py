@@ -1,0 +1,806 @@
+"""typedserve benchmark suite: ``python benchmarks/run.py [--quick] [--only PATTERN]``.
+
+Builds the C load generator and echo server into ``benchmarks/bin/``, starts every server under
+test as a subprocess pinned to CPU 0 (the generator runs on CPU 1), runs each scenario a few
+times and prints one table; the same table, with the machine description, goes to
+``benchmarks/results/latest.md``. See ``benchmarks/README.md`` for how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = HERE / "bin"
+RESULTS = HERE / "results"
+LOGS = RESULTS / "logs"
+LOADGEN = BIN / "loadgen"
+ECHO_SERVER = BIN / "echo_server"
+
+# typedserve strategies in the order they are shown; any other strategy class found in
+# typedserve.strategies is appended after these.
+KNOWN_STRATEGIES = (
+    "Inline",
+    "ThreadPerRequest",
+    "ThreadPool",
+    "ForkPerRequest",
+    "Prefork",
+    "AsyncIO",
+)
+# Strategies that serve one connection at a time, or a fixed number of them: multi-connection
+# echo and idle-connection scenarios do not apply (connections beyond the limit never get
+# served while the others stay open).
+SERIAL_STRATEGIES = frozenset({"Inline"})
+BOUNDED_STRATEGIES = frozenset({"ThreadPool", "Prefork", "ForkPerRequest"})
+
+IDLE_CONNS = 5000
+SERVER_CPU = "0"
+GEN_CPU = "1"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def build_c() -> None:
+    """Compile the C programs with ``cc -O2`` (only when a source is newer than its binary)."""
+    BIN.mkdir(parents=True, exist_ok=True)
+    for source, binary in ((HERE / "loadgen.c", LOADGEN), (HERE / "echo_server.c", ECHO_SERVER)):
+        if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        log(f"building {binary.relative_to(REPO)}")
+        subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+
+
+def ensure_wrk() -> str | None:
+    """Return the path of ``wrk``, installing it with apt-get when we are root."""
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    log("wrk is missing: apt-get install -y wrk")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    for attempt in (install, ["apt-get", "update", "-q"], install):
+        try:
+            subprocess.run(
+                attempt, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180
+            )
+        except subprocess.TimeoutExpired:
+            break
+        if shutil.which("wrk"):
+            break
+    return shutil.which("wrk")
+
+
+def ensure_uvloop() -> bool:
+    """Whether uvloop is importable, installing it with pip into this interpreter if needed."""
+    if importlib.util.find_spec("uvloop") is not None:
+        return True
+    log("uvloop is missing: pip install uvloop")
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "uvloop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=180,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    importlib.invalidate_caches()
+    probe = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True)
+    return probe.returncode == 0
+
+
+def raise_nofile() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; children (servers, generator) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def typedserve_strategies() -> tuple[list[str], str]:
+    """The strategy class names in ``typedserve.strategies`` now, and a note when unavailable."""
+    probe = (
+        "import sys, inspect\n"
+        f"sys.path.append({str(REPO)!r})\n"
+        "import typedserve, typedserve.strategies as s\n"
+        "for name in dir(s):\n"
+        "    obj = getattr(s, name)\n"
+        "    if inspect.isclass(obj) and not name.startswith('_') and not inspect.isabstract(obj)"
+        " and obj.__module__.startswith('typedserve.strategies.'):\n"
+        "        try:\n"
+        "            obj()\n"
+        "        except Exception:\n"
+        "            continue\n"
+        "        print(name)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return [], "typedserve import timed out"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return [], f"typedserve not importable: {last}"
+    found = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    ordered = [name for name in KNOWN_STRATEGIES if name in found]
+    ordered += sorted(name for name in found if name not in KNOWN_STRATEGIES)
+    return ordered, ""
+
+
+def compat_available() -> bool:
+    probe = f"import sys; sys.path.append({str(REPO)!r}); import typedserve.compat as c; c.install"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server under test."""
+
+    name: str
+    kinds: frozenset[str]  # "tcp" and/or "udp"
+    family: str  # "c", "stdlib", "asyncio", "typedserve"
+    concurrent: bool = True  # serves many connections at once
+    idle_ok: bool = True  # can hold thousands of idle connections and answer each
+
+    def argv(self, kind: str) -> list[str]:
+        if self.family == "c":
+            return [str(ECHO_SERVER), kind, "--max-seconds", "900"]
+        return [sys.executable, str(HERE / "servers.py"), kind, self.name]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape. ``metric`` says what the numbers are; ``higher_better`` their sense."""
+
+    name: str
+    kind: str  # "tcp", "udp", "idle", "shutdown", "http"
+    loadgen: tuple[str, ...] = ()
+    baseline: str = "stdlib-ThreadingTCPServer"
+    metric: str = "req/s"
+    higher_better: bool = True
+    needs_concurrency: bool = False
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    server: str
+    values: list[float] = field(default_factory=list)
+    p50_us: list[float] = field(default_factory=list)
+    p99_us: list[float] = field(default_factory=list)
+    errors: int = 0
+    loss: int = 0
+    gen_cpu: list[float] = field(default_factory=list)
+    srv_cpu: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("echo 64B x1", "tcp", ("echo", "--conns", "1", "--size", "64")),
+    Scenario(
+        "echo 1KiB x50", "tcp", ("echo", "--conns", "50", "--size", "1024"), needs_concurrency=True
+    ),
+    Scenario(
+        "echo 64KiB x10",
+        "tcp",
+        ("echo", "--conns", "10", "--size", "65536"),
+        needs_concurrency=True,
+    ),
+    Scenario("connect x20", "tcp", ("connect", "--workers", "20")),
+    Scenario(
+        "udp 64B x20",
+        "udp",
+        ("udp", "--outstanding", "20", "--size", "64", "--timeout-ms", "200"),
+        baseline="stdlib-UDPServer",
+    ),
+    Scenario(
+        f"idle {IDLE_CONNS}",
+        "idle",
+        ("idle", "--conns", str(IDLE_CONNS), "--timeout", "30"),
+        metric="KiB/conn",
+        higher_better=False,
+        needs_concurrency=True,
+    ),
+    Scenario(
+        "shutdown()", "shutdown", baseline="stdlib-TCPServer", metric="ms", higher_better=False
+    ),
+    Scenario("http.server", "http", baseline="stdlib http.server"),
+)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def pinned(cpu: str, argv: Sequence[str], pin: bool) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if pin else list(argv)
+
+
+def read_line(stream: IO[bytes], timeout: float) -> str | None:
+    """One line from a pipe, or ``None`` on EOF or after ``timeout`` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return None
+    line = stream.readline()
+    return line.decode().strip() if line else None
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Close stdin (servers exit on EOF), then TERM and KILL the process group; always reap."""
+    with contextlib.suppress(OSError):
+        if proc.stdin:
+            proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)  # the server and anything it forked
+        try:
+            proc.wait(timeout=3)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    if proc.returncode is None:
+        proc.kill()
+        proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers (forked children) of a dead leader
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+@contextlib.contextmanager
+def started(argv: Sequence[str], log_name: str, pin: bool) -> Iterator[tuple[int, int]]:
+    """Start a server process; yield ``(pid, port)`` once it printed its port."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", log_name)
+    with (LOGS / f"{safe}.log").open("ab") as err:
+        proc = subprocess.Popen(
+            pinned(SERVER_CPU, argv, pin),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=HERE,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = read_line(proc.stdout, 30.0)
+            if not line or not line.isdigit():
+                raise RuntimeError(f"{log_name}: no port on stdout (see {err.name})")
+            yield proc.pid, int(line)
+        finally:
+            stop_process(proc)
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and its live descendants (bounded walk of /proc/PID/task/*/children)."""
+    found, queue = [pid], [pid]
+    while queue and len(found) < 10_000:
+        parent = queue.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    kids = [int(k) for k in (task / "children").read_text().split()]
+                    found += kids
+                    queue += kids
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime (with reaped children) of ``pid`` and its live descendants, from /proc."""
+    ticks = 0
+    for proc in descendants(pid):
+        try:
+            stat = Path(f"/proc/{proc}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_loadgen(args: Sequence[str], port: int, duration: float, pin: bool) -> dict[str, Any]:
+    argv = [str(LOADGEN), *args, "--port", str(port), "--duration", f"{duration:g}"]
+    done = subprocess.run(
+        pinned(GEN_CPU, argv, pin), capture_output=True, text=True, timeout=duration + 60
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"loadgen failed ({done.returncode}): {done.stderr.strip()}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: float
+    repeats: int
+    warmup: float
+    shutdown_samples: int
+    wrk_seconds: int
+    pin: bool
+
+
+def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
+    result = Result(scenario, server.name)
+    with started(server.argv(scenario.kind), f"{server.name}-{scenario.kind}", cfg.pin) as (
+        pid,
+        port,
+    ):
+        if cfg.warmup > 0:
+            run_loadgen(scenario.loadgen, port, cfg.warmup, cfg.pin)
+        for _ in range(cfg.repeats):
+            gen0, srv0, t0 = children_cpu(), cpu_seconds(pid), time.monotonic()
+            out = run_loadgen(scenario.loadgen, port, cfg.duration, cfg.pin)
+            wall = time.monotonic() - t0
+            result.values.append(float(out["rps"]))
+            result.p50_us.append(float(out["p50_us"]))
+            result.p99_us.append(float(out["p99_us"]))
+            result.errors += int(out["errors"])
+            result.loss += int(out["loss"])
+            result.gen_cpu.append(100.0 * (children_cpu() - gen0) / wall)
+            result.srv_cpu.append(100.0 * (cpu_seconds(pid) - srv0) / wall)
+    return result
+
+
+def measure_idle(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
+    """Server RSS growth per idle connection (fresh server each repeat), then answer each."""
+    result = Result(scenario, server.name)
+    answered: list[int] = []
+    for _ in range(cfg.repeats):
+        with started(server.argv("tcp"), f"{server.name}-idle", cfg.pin) as (pid, port):
+            time.sleep(0.3)
+            before, fds_before = rss_kib(pid), open_fds(pid)
+            argv = [str(LOADGEN), *scenario.loadgen, "--port", str(port)]
+            gen = subprocess.Popen(
+                pinned(GEN_CPU, argv, cfg.pin),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                assert gen.stdout is not None and gen.stdin is not None
+                event = read_line(gen.stdout, 60.0)
+                if event is None:
+                    raise RuntimeError("idle loadgen never reported its connections")
+                up = int(json.loads(event)["up"])
+                wait_accepted(pid, fds_before + up)
+                settle_rss(pid)
+                after = rss_kib(pid)
+                gen.stdin.write(b"go\n")
+                gen.stdin.flush()
+                final = read_line(gen.stdout, 60.0)
+                if final is None:
+                    raise RuntimeError("idle loadgen gave no result")
+                out = json.loads(final)
+            finally:
+                if gen.poll() is None:
+                    gen.kill()
+                gen.communicate(timeout=10)
+            result.values.append((after - before) / max(up, 1))
+            answered.append(int(out["requests"]))
+            result.errors += int(out["errors"])
+            result.p50_us.append(float(out["p50_us"]))
+            result.p99_us.append(float(out["p99_us"]))
+    result.note = "answered " + "/".join(str(n) for n in answered) + f" of {IDLE_CONNS}"
+    return result
+
+
+def wait_accepted(pid: int, fds: int) -> None:
+    """Wait (at most 30 s) until the server holds ``fds`` open descriptors."""
+    for _ in range(300):
+        if open_fds(pid) >= fds:
+            return
+        time.sleep(0.1)
+
+
+def settle_rss(pid: int) -> None:
+    """Wait (at most 10 s) until the server's RSS stops growing."""
+    last = rss_kib(pid)
+    for _ in range(50):
+        time.sleep(0.2)
+        now = rss_kib(pid)
+        if abs(now - last) <= max(64, last // 200):
+            return
+        last = now
+
+
+def measure_shutdown(scenario: Scenario, name: str, cfg: Settings) -> Result:
+    result = Result(scenario, name)
+    argv = [sys.executable, str(HERE / "shutdown_latency.py"), name]
+    argv += ["--samples", str(cfg.shutdown_samples)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=HERE)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"shutdown_latency failed: {done.stderr.strip()[-500:]}")
+    samples = [float(v) for v in json.loads(lines[-1])["samples_ms"]]
+    # One "repeat" is the median of the samples; min/max come from the samples themselves.
+    result.values = samples
+    result.note = f"{len(samples)} samples"
+    return result
+
+
+def measure_http(scenario: Scenario, mode: str, wrk: str, cfg: Settings) -> Result:
+    name = "stdlib http.server" if mode == "stdlib" else "typedserve.compat http.server"
+    result = Result(scenario, name)
+    argv = [sys.executable, str(HERE / "http_server.py"), mode]
+    with started(argv, f"http-{mode}", cfg.pin) as (pid, port):
+        url = f"http://127.0.0.1:{port}/small.txt"
+        for _ in range(cfg.repeats):
+            cmd = [wrk, "-t1", "-c10", f"-d{cfg.wrk_seconds}s", url]
+            gen0, srv0, t0 = children_cpu(), cpu_seconds(pid), time.monotonic()
+            done = subprocess.run(
+                pinned(GEN_CPU, cmd, cfg.pin),
+                capture_output=True,
+                text=True,
+                timeout=cfg.wrk_seconds + 60,
+            )
+            wall = time.monotonic() - t0
+            match = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+            if done.returncode != 0 or not match:
+                raise RuntimeError(f"wrk failed: {done.stdout[-300:]} {done.stderr[-300:]}")
+            result.values.append(float(match.group(1)))
+            result.gen_cpu.append(100.0 * (children_cpu() - gen0) / wall)
+            result.srv_cpu.append(100.0 * (cpu_seconds(pid) - srv0) / wall)
+            for pattern in (
+                r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+            ):
+                errs = re.search(pattern, done.stdout)
+                if errs:
+                    result.errors += sum(int(g) for g in errs.groups())
+            non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+            if non2xx:
+                result.errors += int(non2xx.group(1))
+            latency = re.search(r"Latency\s+(\S+)", done.stdout)
+            if latency:
+                result.note = f"wrk mean latency {latency.group(1)}"
+    return result
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if value != 0 else "0"
+
+
+def fmt_ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or base == 0:
+        return "-"
+    ratio = value / base
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+HEADER = (
+    "scenario",
+    "server",
+    "median",
+    "unit",
+    "min-max",
+    "vs stdlib",
+    "vs C",
+    "p50/p99 us",
+    "err/loss",
+    "gen/srv CPU%",
+    "note",
+)
+
+
+def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
+    by_key = {(r.scenario.name, r.server): r for r in results}
+    rows: list[tuple[str, ...]] = []
+    for r in results:
+        med = r.median
+        base = by_key.get((r.scenario.name, r.scenario.baseline))
+        c_srv = by_key.get((r.scenario.name, "c-epoll"))
+        lat = (
+            f"{statistics.median(r.p50_us):.0f}/{statistics.median(r.p99_us):.0f}"
+            if r.p50_us and min(r.p50_us) >= 0
+            else "-"
+        )
+        cpu = (
+            f"{statistics.median(r.gen_cpu):.0f}/{statistics.median(r.srv_cpu):.0f}"
+            if r.gen_cpu
+            else "-"
+        )
+        rows.append(
+            (
+                r.scenario.name,
+                r.server,
+                fmt_value(med),
+                r.scenario.metric if r.values else "",
+                f"{fmt_value(min(r.values))}-{fmt_value(max(r.values))}" if r.values else "-",
+                fmt_ratio(med, base.median if base else None),
+                fmt_ratio(med, c_srv.median if c_srv else None),
+                lat,
+                f"{r.errors}/{r.loss}" if r.values else "-",
+                cpu,
+                r.note,
+            )
+        )
+    return rows
+
+
+def render_text(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+    numeric = {2, 4, 5, 6, 7, 8, 9}
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(cells).rstrip()
+
+    out = [line(HEADER), line(["-" * w for w in widths])]
+    previous = None
+    for row in rows:
+        if previous is not None and row[0] != previous:
+            out.append("")
+        out.append(line(row))
+        previous = row[0]
+    return "\n".join(out)
+
+
+def render_markdown(rows: Sequence[tuple[str, ...]]) -> str:
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def machine_description() -> list[str]:
+    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return [
+        f"- machine: `{uname}`",
+        f"- CPU: {model}, nproc {os.cpu_count()}",
+        f"- python: {platform.python_implementation()} {platform.python_version()}"
+        f" (`{sys.executable}`)",
+    ]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_servers(uvloop_ok: bool, strategies: Sequence[str]) -> list[ServerSpec]:
+    tcp, udp, both = frozenset({"tcp"}), frozenset({"udp"}), frozenset({"tcp", "udp"})
+    servers = [
+        ServerSpec("c-epoll", both, "c"),
+        ServerSpec("stdlib-TCPServer", tcp, "stdlib", concurrent=False, idle_ok=False),
+        ServerSpec("stdlib-ThreadingTCPServer", tcp, "stdlib"),
+        ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False),
+        ServerSpec("stdlib-UDPServer", udp, "stdlib"),
+        ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
+        ServerSpec("asyncio-streams", tcp, "asyncio"),
+        ServerSpec("asyncio-protocol", both, "asyncio"),
+    ]
+    if uvloop_ok:
+        servers.append(ServerSpec("uvloop-protocol", both, "asyncio"))
+    for name in strategies:
+        servers.append(
+            ServerSpec(
+                f"typedserve-{name}",
+                both,
+                "typedserve",
+                concurrent=name not in SERIAL_STRATEGIES,
+                idle_ok=name not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
+            )
+        )
+    return servers
+
+
+def selected(only: Sequence[str], scenario: str, server: str) -> bool:
+    if not only:
+        return True
+    return any(
+        re.search(p, scenario, re.I)
+        or re.search(p, server, re.I)
+        or re.search(p, f"{scenario}/{server}", re.I)
+        for p in only
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="0.5 s runs, one repeat (smoke test)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="regex on scenario or server names (repeatable, comma-separated)",
+    )
+    parser.add_argument("--duration", type=float, help="seconds per run (default 2, quick 0.5)")
+    parser.add_argument("--repeats", type=int, help="runs per scenario (default 3, quick 1)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    args = parser.parse_args(argv)
+    only = [p for item in args.only for p in item.split(",") if p]
+    quick: bool = args.quick
+    cfg = Settings(
+        duration=min(max(args.duration or (0.5 if quick else 2.0), 0.1), 60.0),
+        repeats=min(max(args.repeats or (1 if quick else 3), 1), 20),
+        warmup=0.0 if quick else 0.25,
+        shutdown_samples=5 if quick else 20,
+        wrk_seconds=1 if quick else 3,
+        pin=not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2,
+    )
+    started_at = time.monotonic()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+
+    build_c()
+    raise_nofile()
+    uvloop_ok = ensure_uvloop()
+    strategies, ts_note = typedserve_strategies()
+    wrk = ensure_wrk()
+    compat_ok = compat_available()
+    servers = build_servers(uvloop_ok, strategies)
+    skipped: list[str] = []
+    if not uvloop_ok:
+        skipped.append("uvloop-protocol: uvloop could not be installed")
+    if ts_note:
+        skipped.append(f"typedserve: {ts_note}")
+    else:
+        missing = [name for name in KNOWN_STRATEGIES if name not in strategies]
+        if missing:
+            skipped.append("typedserve strategies not present yet: " + ", ".join(missing))
+    log(f"servers: {', '.join(s.name for s in servers)}")
+
+    results: list[Result] = []
+    for scenario in SCENARIOS:
+        jobs: list[tuple[str, Any]] = []
+        if scenario.kind in ("tcp", "udp", "idle"):
+            kind = "tcp" if scenario.kind == "idle" else scenario.kind
+            for server in servers:
+                if kind not in server.kinds:
+                    continue
+                if scenario.needs_concurrency and not server.concurrent:
+                    skipped.append(
+                        f"{scenario.name} / {server.name}: serves one connection at a time"
+                    )
+                    continue
+                if scenario.kind == "idle" and not server.idle_ok:
+                    skipped.append(
+                        f"{scenario.name} / {server.name}: bounded workers or a process per "
+                        "connection cannot hold thousands of idle connections"
+                    )
+                    continue
+                jobs.append((server.name, server))
+        elif scenario.kind == "shutdown":
+            names = ["stdlib-TCPServer", "stdlib-ThreadingTCPServer"]
+            names += [f"typedserve-{s}" for s in strategies]
+            jobs = [(name, name) for name in names]
+        elif scenario.kind == "http":
+            if wrk is None:
+                skipped.append("http.server: wrk is not available")
+                continue
+            jobs = [("stdlib http.server", "stdlib")]
+            if compat_ok:
+                jobs.append(("typedserve.compat http.server", "compat"))
+            else:
+                skipped.append("http.server on typedserve.compat: typedserve.compat not importable")
+        for name, job in jobs:
+            if not selected(only, scenario.name, name):
+                continue
+            log(f"[{time.monotonic() - started_at:6.1f}s] {scenario.name} / {name}")
+            try:
+                if scenario.kind in ("tcp", "udp"):
+                    result = measure_loadgen(scenario, job, cfg)
+                elif scenario.kind == "idle":
+                    result = measure_idle(scenario, job, cfg)
+                elif scenario.kind == "shutdown":
+                    result = measure_shutdown(scenario, job, cfg)
+                else:
+                    assert wrk is not None
+                    result = measure_http(scenario, job, wrk, cfg)
+            except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+                log(f"    failed: {exc}")
+                result = Result(scenario, name, note=f"FAILED: {str(exc)[:80]}")
+            results.append(result)
+
+    wall = time.monotonic() - started_at
+    rows = table_rows(results)
+    text = render_text(rows)
+    print(text)
+    if skipped:
+        print("\nskipped:\n" + "\n".join(f"  - {s}" for s in skipped))
+    print(f"\ntotal wall time: {wall:.0f} s")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    md = [
+        "# typedserve benchmarks: latest run",
+        "",
+        f"- date: {stamp}",
+        *machine_description(),
+        f"- command: `{command}`",
+        f"- settings: {cfg.duration:g} s per run, {cfg.repeats} repeat(s),"
+        f" warm-up {cfg.warmup:g} s,"
+        f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
+        f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
+        f"- total wall time: {wall:.0f} s",
+        "",
+        "How to read this table: see `benchmarks/README.md`.",
+        "",
+        render_markdown(rows),
+        "",
+    ]
+    if skipped:
+        md += ["Skipped:", "", *(f"- {s}" for s in skipped), ""]
+    (RESULTS / "latest.md").write_text("\n".join(md))
+    log(f"wrote {(RESULTS / 'latest.md').relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Echo servers under test, one per process: ``python benchmarks/servers.py tcp|udp NAME``.
+
+Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
+listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes).
+A server exits by itself when its stdin reaches EOF (the controller closed it or died) or after
+``--max-seconds``; the controller additionally kills its whole process group.
+
+NAME is one of ``stdlib-TCPServer``, ``stdlib-ThreadingTCPServer``, ``stdlib-ForkingTCPServer``,
+``stdlib-UDPServer``, ``stdlib-ThreadingUDPServer``, ``asyncio-streams``, ``asyncio-protocol``,
+``uvloop-protocol`` or ``typedserve-<Strategy>`` (a class in ``typedserve.strategies``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+HOST = "127.0.0.1"
+BACKLOG = socket.SOMAXCONN  # typedserve's default backlog, used by every server (README.md)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def announce(port: int) -> None:
+    """Tell the controller we are ready."""
+    sys.stdout.write(f"{port}\n")
+    sys.stdout.flush()
+
+
+def start_watchdog(max_seconds: float) -> None:
+    """Exit the process when stdin closes or after ``max_seconds``, whatever the server does."""
+
+    def wait_stdin() -> None:
+        try:
+            while os.read(0, 256):
+                pass
+        except OSError:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=wait_stdin, name="stdin-watchdog", daemon=True).start()
+    timer = threading.Timer(max_seconds, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
+
+
+# ---------------------------------------------------------------- stdlib socketserver
+
+
+class StdStreamEcho(socketserver.BaseRequestHandler):
+    request: socket.socket
+
+    def handle(self) -> None:
+        sock = self.request
+        while data := sock.recv(65536):
+            sock.sendall(data)
+
+
+class StdDatagramEcho(socketserver.BaseRequestHandler):
+    request: tuple[bytes, socket.socket]
+
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(data, self.client_address)
+
+
+class QuietErrors:
+    """Do not print tracebacks for connections the load generator resets."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class StdTCPServer(QuietErrors, socketserver.TCPServer):
+    request_queue_size = BACKLOG
+
+
+class StdThreadingTCPServer(QuietErrors, socketserver.ThreadingTCPServer):
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+
+class StdForkingTCPServer(QuietErrors, socketserver.ForkingTCPServer):
+    request_queue_size = BACKLOG
+
+
+class StdUDPServer(QuietErrors, socketserver.UDPServer):
+    pass
+
+
+class StdThreadingUDPServer(QuietErrors, socketserver.ThreadingUDPServer):
+    daemon_threads = True
+
+
+STDLIB: dict[tuple[str, str], Callable[[], socketserver.TCPServer]] = {
+    ("tcp", "stdlib-TCPServer"): lambda: StdTCPServer((HOST, 0), StdStreamEcho),
+    ("tcp", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdStreamEcho),
+    ("tcp", "stdlib-ForkingTCPServer"): lambda: StdForkingTCPServer((HOST, 0), StdStreamEcho),
+    ("udp", "stdlib-UDPServer"): lambda: StdUDPServer((HOST, 0), StdDatagramEcho),
+    ("udp", "stdlib-ThreadingUDPServer"): lambda: StdThreadingUDPServer((HOST, 0), StdDatagramEcho),
+}
+
+
+def run_stdlib(kind: str, name: str) -> None:
+    with STDLIB[(kind, name)]() as server:
+        announce(int(server.socket.getsockname()[1]))
+        server.serve_forever()
+
+
+# ---------------------------------------------------------------- asyncio / uvloop
+
+
+async def streams_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+class EchoProtocol(asyncio.Protocol):
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    transport: asyncio.DatagramTransport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.transport.sendto(data, addr)
+
+
+async def serve_asyncio(kind: str, name: str) -> None:
+    loop = asyncio.get_running_loop()
+    if kind == "udp":
+        transport, _ = await loop.create_datagram_endpoint(
+            EchoDatagramProtocol, local_addr=(HOST, 0)
+        )
+        announce(transport.get_extra_info("sockname")[1])
+        await asyncio.Event().wait()  # forever; the watchdog ends the process
+        return
+    if name == "asyncio-streams":
+        server = await asyncio.start_server(streams_echo, HOST, 0, backlog=BACKLOG)
+    else:
+        server = await loop.create_server(EchoProtocol, HOST, 0, backlog=BACKLOG)
+    async with server:
+        announce(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+def run_asyncio(kind: str, name: str) -> None:
+    if name == "uvloop-protocol":
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+        uvloop.run(serve_asyncio(kind, name))
+    else:
+        asyncio.run(serve_asyncio(kind, name))
+
+
+# ---------------------------------------------------------------- typedserve
+
+
+def import_typedserve() -> Any:
+    """Import typedserve, falling back to the checkout this file lives in."""
+    try:
+        import typedserve
+    except ImportError:
+        sys.path.insert(0, str(REPO))
+        import typedserve
+    return typedserve
+
+
+def run_typedserve(kind: str, strategy_name: str) -> None:
+    ts = import_typedserve()
+    import typedserve.strategies as strategies
+
+    strategy = getattr(strategies, strategy_name)()
+
+    class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+        def handle(self) -> None:
+            sock = self.request.socket
+            while data := sock.recv(65536):
+                sock.sendall(data)
+
+    class UdpEcho(ts.DatagramHandler):  # type: ignore[misc,name-defined,unused-ignore]
+        def handle(self) -> None:
+            self.request.reply(self.request.payload)
+
+    address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
+    config = ts.ServerConfig.model_validate({"address": address, "backlog": BACKLOG})
+    if kind == "tcp":
+        server = ts.Server(
+            config=config, transport=ts.TCPTransport(), strategy=strategy, handler=Echo
+        )
+    else:
+        server = ts.Server(
+            config=config, transport=ts.UDPTransport(), strategy=strategy, handler=UdpEcho
+        )
+    with server:
+        announce(server.address[1])
+        server.serve_forever()
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["tcp", "udp"])
+    parser.add_argument("name")
+    parser.add_argument("--max-seconds", type=float, default=900.0)
+    args = parser.parse_args()
+    kind: str = args.kind
+    name: str = args.name
+    start_watchdog(args.max_seconds)
+    if name.startswith("stdlib-"):
+        run_stdlib(kind, name)
+    elif name in ("asyncio-streams", "asyncio-protocol", "uvloop-protocol"):
+        run_asyncio(kind, name)
+    elif name.startswith("typedserve-"):
+        run_typedserve(kind, name.removeprefix("typedserve-"))
+    else:
+        sys.exit(f"unknown server {name!r}")
+
+
+if __name__ == "__main__":
+    main()
