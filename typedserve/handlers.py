@@ -180,11 +180,16 @@ class StreamHandler(Handler[StreamRequest, StateT]):
         if self.nodelay and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         deadline = request.deadline
-        if deadline is None:
-            self.rfile = cast(io.BufferedIOBase, sock.makefile("rb", self.rbufsize))
-        else:
-            size = io.DEFAULT_BUFFER_SIZE if self.rbufsize < 0 else max(self.rbufsize, 1)
-            self.rfile = io.BufferedReader(_DeadlineSocketIO(sock, deadline), size)
+        # Always a BufferedReader, so ``read(n)`` returns n bytes (or EOF) as BufferedIOBase
+        # promises: makefile("rb", 0) alone would be a raw SocketIO with short reads.
+        # ``rbufsize=0`` becomes a 1-byte buffer, which never reads ahead of the caller.
+        size = io.DEFAULT_BUFFER_SIZE if self.rbufsize < 0 else max(self.rbufsize, 1)
+        raw: io.RawIOBase = (
+            cast(io.RawIOBase, sock.makefile("rb", 0))
+            if deadline is None
+            else _DeadlineSocketIO(sock, deadline)
+        )
+        self.rfile = io.BufferedReader(raw, size)
         if self.wbufsize == 0:
             self.wfile = SocketWriter(sock, deadline)
         elif deadline is None:
@@ -192,13 +197,23 @@ class StreamHandler(Handler[StreamRequest, StateT]):
         else:
             self.wfile = io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
 
+    _finished = False
+
     def finish(self) -> None:
-        """Flush ``wfile``."""
+        """Flush ``wfile`` (an override must call ``super().finish()``)."""
         if not self.wfile.closed:
             self.wfile.flush()
+        self._finished = True
 
     def close(self) -> None:
-        """Close ``rfile`` and ``wfile`` (the server closes the socket itself)."""
+        """Close ``rfile`` and ``wfile`` (the server closes the socket itself).
+
+        If :meth:`finish` did not run (``setup`` or ``handle`` failed), what is still buffered
+        in ``wfile`` is discarded, not sent: a half-built reply never reaches the client.
+        """
+        raw = getattr(self.__dict__.get("wfile"), "raw", None)
+        if not self._finished and raw is not None:
+            raw.close()  # a buffered file whose raw stream is closed skips the flush on close
         for name in ("wfile", "rfile"):
             file = self.__dict__.get(name)
             if file is not None:

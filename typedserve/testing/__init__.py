@@ -1,0 +1,27 @@
+"""Testing kit for typedserve servers: run a server on a thread, talk to it, check for leaks.
+
+Everything here works with plain ``unittest`` or any runner; with pytest the plugin
+(:mod:`typedserve.testing.plugin`, registered automatically when typedserve is installed) also
+provides fixtures. Example::
+
+    from typedserve.testing import LeakCheck, connect, serve_in_thread
+
+    def test_echo() -> None:
+        with LeakCheck(), serve_in_thread(make_server()) as server:
+            with connect(server) as client:
+                client.sendall(b"ping\\n")
+                assert client.recv(100) == b"ping\\n"
+"""
+
+from typedserve.testing.clients import connect
+from typedserve.testing.leaks import LeakCheck, LeakError, ResourceSnapshot, assert_no_leaks
+from typedserve.testing.running import serve_in_thread
+
+__all__ = [
+    "LeakCheck",
+    "LeakError",
+    "ResourceSnapshot",
+    "assert_no_leaks",
+    "connect",
+    "serve_in_thread",
+]
