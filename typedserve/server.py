@@ -151,6 +151,7 @@ class Server(Generic[RequestT, StateT]):
         self._stopped = threading.Event()
         self._stopped.set()
         self._serving = threading.Event()
+        self._handling = threading.local()  # .active: this thread is running one of our handlers
         self._loop_thread: int | None = None
         self._shutdown_requested = False
         self._closed = False
@@ -197,7 +198,12 @@ class Server(Generic[RequestT, StateT]):
         with self._lock:
             if self._closed:
                 return
-            if self._loop_thread == threading.get_ident():
+            in_handler = getattr(self._handling, "active", False)
+            if self._loop_thread == threading.get_ident() or (
+                in_handler and self._loop_thread is not None
+            ):
+                # A handler (on the loop thread or a request thread) cannot wait for itself:
+                # the loop closes the server once it has stopped.
                 self._close_pending = True
                 self.request_shutdown()
                 return
@@ -377,6 +383,7 @@ class Server(Generic[RequestT, StateT]):
 
     def _serve(self, request: RequestT) -> None:
         """Run the handler life cycle for one request (on the strategy's thread) and close it."""
+        self._handling.active = True
         try:
             if self._first_byte is not None and not self.transport.wait_first_byte(
                 request, self._first_byte
@@ -394,6 +401,7 @@ class Server(Generic[RequestT, StateT]):
         except Exception as exc:
             self._report(exc, request)
         finally:
+            self._handling.active = False
             self.transport.close_request(request)
 
     def _report(self, exc: BaseException, request: object) -> None:

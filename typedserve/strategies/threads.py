@@ -63,11 +63,17 @@ class ThreadPerRequest:
                 waiter()
 
     def close(self, timeout: float | None = None) -> int:
-        """Join running threads (unless ``wait_on_close`` is false) up to ``timeout`` seconds."""
+        """Join running threads (unless ``wait_on_close`` is false) up to ``timeout`` seconds.
+
+        Called from one of this strategy's own request threads (a handler closing its server),
+        that thread is neither joined nor counted: it cannot wait for itself.
+        """
+        caller = threading.current_thread()
+        others = [thread for thread in list(self._threads) if thread is not caller]
         if not self.wait_on_close:
-            return len(self._threads)
+            return len(others)
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in list(self._threads):
+        for thread in others:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
-        return sum(1 for thread in list(self._threads) if thread.is_alive())
+        return sum(1 for thread in others if thread.is_alive())
