@@ -36,6 +36,7 @@ from typedserve import (
 )
 from typedserve.config import Address
 from typedserve.handlers import HandlerFactory
+from typedserve.policies import AccessPolicy, ErrorPolicy
 from typedserve.strategies import Strategy
 from typedserve.transports import Transport
 
@@ -238,6 +239,9 @@ class MakeServer(Protocol):
         *,
         strategy: str | Strategy | None = None,
         state: object = None,
+        verify_request: AccessPolicy[Any] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
         **config: Any,
     ) -> Server[Any, Any]: ...
 
@@ -247,6 +251,7 @@ def make_server(short_tmp_dir: Path) -> Iterator[MakeServer]:
     """A factory of bound servers for a transport case; each is closed at teardown.
 
     ``strategy`` is a name from the strategy list (or an instance; default ``Inline``);
+    ``state``, ``verify_request``, ``handle_error`` and ``on_timeout`` go to ``Server``; other
     keyword arguments are ``ServerConfig`` fields (``timeouts=Timeouts(...)`` and so on).
     """
     servers: list[Server[Any, Any]] = []
@@ -257,6 +262,9 @@ def make_server(short_tmp_dir: Path) -> Iterator[MakeServer]:
         *,
         strategy: str | Strategy | None = None,
         state: object = None,
+        verify_request: AccessPolicy[Any] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
         **config: Any,
     ) -> Server[Any, Any]:
         chosen = STRATEGIES[strategy]() if isinstance(strategy, str) else strategy
@@ -266,6 +274,9 @@ def make_server(short_tmp_dir: Path) -> Iterator[MakeServer]:
             handler=handler,
             strategy=chosen,
             state=state,
+            verify_request=verify_request,
+            handle_error=handle_error,
+            on_timeout=on_timeout,
         )
         servers.append(server)
         return server
