@@ -166,15 +166,25 @@ class Timeouts(_Model):
 class Limits(_Model):
     """Resource limits.
 
-    ``max_concurrent`` bounds requests in flight (the loop stops accepting at the limit, so the
-    kernel backlog holds the rest). ``max_datagram_size`` is the largest datagram accepted
-    whole; a larger one is ``truncated``: ``"drop"`` (default) logs and counts it, ``"flag"``
-    delivers the first ``max_datagram_size`` bytes with ``Datagram.truncated`` set.
+    ``max_in_flight`` bounds the requests accepted and not finished (running or queued in the
+    strategy); a strategy's own capacity, if smaller, wins. At the limit, ``overload`` decides,
+    the same way for every strategy: ``"pause"`` (default) stops accepting until a request
+    finishes, so the kernel backlog holds the rest (backpressure); ``"reject"`` accepts and turns
+    each extra request away through the server's ``on_busy`` hook, then closes it cleanly.
+    ``max_datagram_size`` is the largest datagram accepted whole; a larger one is
+    ``truncated``: ``"drop"`` (default) logs and counts it, ``"flag"`` delivers the first
+    ``max_datagram_size`` bytes with ``Datagram.truncated`` set.
     """
 
-    max_concurrent: int | None = Field(default=None, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+    overload: Literal["pause", "reject"] = "pause"
     max_datagram_size: int = Field(default=65_507, ge=1, le=16 * 1024 * 1024)
     truncated: Literal["drop", "flag"] = "drop"
+
+    @property
+    def max_concurrent(self) -> int | None:
+        """The former name of :attr:`max_in_flight` (read-only; configure ``max_in_flight``)."""
+        return self.max_in_flight
 
 
 class ShutdownConfig(_Model):

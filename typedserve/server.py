@@ -3,14 +3,18 @@
 The loop waits on a selector holding the transport's fd and a wake-up fd, so
 :meth:`Server.shutdown` takes effect at once instead of at the next poll interval. For each
 readiness event it takes a bounded batch of requests from the transport, applies the access
-policy, and hands each to the strategy, which runs the handler somewhere.
+policy and the overload policy, and hands each to the strategy, which runs the handler
+somewhere. The strategy may own the loop instead (``Strategy.run``); the server then only
+offers it a :class:`~typedserve.strategies.base.ServerHost` view of itself.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +25,8 @@ from typing import Any, Generic, Self, overload
 from typedserve._wakeup import Waker
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext, StateT
+from typedserve.counters import ACCEPTED, ERRORS, FINISHED, REFUSED, REJECTED, SLOW, Counters
+from typedserve.drain import BusyPolicy, DrainReport, cut, log_report, refuse
 from typedserve.errors import ServerClosedError
 from typedserve.handlers import HandlerFactory
 from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
@@ -39,6 +45,7 @@ _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 _BACKOFF_FIRST = 0.01
 _BACKOFF_MAX = 1.0
 _BATCH = 16  # requests taken per readiness event, so one busy listener cannot starve wake-ups
+_RELEASE_WAIT = 2.0  # after a drain: how long close() waits for cut requests' threads to end
 _LISTENER = "listener"
 _WAKER = "waker"
 
@@ -51,14 +58,17 @@ class ServerStats:
     """Requests received from the transport."""
     refused: int
     """Requests the access policy refused."""
+    rejected: int
+    """Requests turned away by the overload policy (``limits.overload="reject"``) or refused
+    from the backlog during a drain."""
     errors: int
-    """Requests whose handler raised (reported to the error policy)."""
+    """Requests whose handler raised (reported to the error policy), or lost with a worker."""
     slow_clients: int
     """Connections closed because they sent nothing within ``timeouts.first_byte``."""
     in_flight: int
-    """Requests running now."""
+    """Requests accepted and not finished: running, or queued in the strategy."""
     truncated: int
-    """Oversized datagrams (see ``limits.truncated``)."""
+    """Oversized datagrams (see ``limits.truncated``), seen by this process's transport."""
 
 
 class Server(Generic[RequestT, StateT]):
@@ -103,6 +113,7 @@ class Server(Generic[RequestT, StateT]):
         verify_request: AccessPolicy[RequestT] | None = None,
         handle_error: ErrorPolicy | None = None,
         on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[RequestT] | None = None,
         bind: bool = True,
     ) -> None: ...
 
@@ -118,6 +129,7 @@ class Server(Generic[RequestT, StateT]):
         verify_request: AccessPolicy[RequestT] | None = None,
         handle_error: ErrorPolicy | None = None,
         on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[RequestT] | None = None,
         bind: bool = True,
     ) -> None: ...
 
@@ -132,6 +144,7 @@ class Server(Generic[RequestT, StateT]):
         verify_request: AccessPolicy[RequestT] | None = None,
         handle_error: ErrorPolicy | None = None,
         on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[RequestT] | None = None,
         bind: bool = True,
     ) -> None:
         self.config = config
@@ -142,8 +155,14 @@ class Server(Generic[RequestT, StateT]):
         self._verify = verify_request
         self._on_error: ErrorPolicy = log_error if handle_error is None else handle_error
         self._on_timeout = on_timeout
+        self._on_busy = on_busy
         self._first_byte = config.timeouts.first_byte
-        self._limit = config.limits.max_concurrent
+        limits = (config.limits.max_in_flight, self.strategy.capacity)
+        self._limit = min((n for n in limits if n is not None), default=None)
+        self._pause_when_full = config.limits.overload == "pause"
+        self._counters = Counters(self.strategy.process_slots)
+        self._live: dict[int, RequestT] = {}  # requests running in this process, to cut them
+        self._host = _Host(self)
         self._context: ServerContext[Any] | None = None
         self._selector: selectors.BaseSelector | None = None
         self._waker = Waker()
@@ -154,12 +173,17 @@ class Server(Generic[RequestT, StateT]):
         self._handling = threading.local()  # .active: this thread is running one of our handlers
         self._loop_thread: int | None = None
         self._shutdown_requested = False
+        self._grace: float | None = None
+        self._stop_callbacks: list[Callable[[], None]] = []
+        self._drained = False
+        self._report_last: DrainReport | None = None
+        self._draining = False
+        self._watched: set[int] = set()
         self._closed = False
         self._listening = False
         self._paused = False
         self._resume_at: float | None = None
         self._backoff = 0.0
-        self._accepted = self._refused = self._errors = self._slow = 0
         if bind:
             self.bind()
 
@@ -187,17 +211,20 @@ class Server(Generic[RequestT, StateT]):
             shutdown=self.request_shutdown,
         )
         self._set_listening(True)
+        self.strategy.attach(self._host)
 
-    def close(self, grace: float | None = None) -> None:
-        """Stop serving, wait for requests in flight, release everything. Idempotent.
+    def close(self, grace: float | None = None) -> DrainReport | None:
+        """Stop serving, drain gracefully, release everything; return the drain's report.
 
-        Waits up to ``grace`` seconds (default ``config.shutdown.grace``) for running requests;
-        any still running then are logged. Called from a handler of this server, it only asks
-        the loop to stop; the loop closes the server when it exits.
+        Drains as :meth:`shutdown` does with ``grace`` (default ``config.shutdown.grace``)
+        unless a drain already ran since the loop last stopped, then releases the strategy's
+        threads or processes, the transport and the loop's fds. Idempotent: a second call
+        returns ``None``. Called from a handler of this server, it only asks the loop to stop
+        and returns ``None``; the loop closes the server (draining) when it exits.
         """
         with self._lock:
             if self._closed:
-                return
+                return None
             in_handler = getattr(self._handling, "active", False)
             if self._loop_thread == threading.get_ident() or (
                 in_handler and self._loop_thread is not None
@@ -206,18 +233,20 @@ class Server(Generic[RequestT, StateT]):
                 # the loop closes the server once it has stopped.
                 self._close_pending = True
                 self.request_shutdown()
-                return
+                return None
             self._closed = True
-        if self._loop_thread is not None:
-            self.shutdown()
-        grace = self.config.shutdown.grace if grace is None else grace
-        left = self.strategy.close(grace)
+        report = None
+        if self._selector is not None:
+            grace = self.config.shutdown.grace if grace is None else grace
+            report = self._graceful(grace) if not self._drained else self._report_last
+        left = self.strategy.close(_RELEASE_WAIT)
         if left:
-            logger.warning("%d request(s) still running after the %.1f s grace period", left, grace)
+            logger.warning("%d request(s) still running after being cut; not waiting", left)
         self.transport.close()
         if self._selector is not None:
             self._selector.close()
         self._waker.close()
+        return report
 
     _close_pending = False
 
@@ -240,13 +269,13 @@ class Server(Generic[RequestT, StateT]):
     def serve_forever(self) -> None:
         """Serve requests until :meth:`shutdown` is called.
 
+        Runs ``strategy.run(host)`` on this thread: by default the server's own selector loop.
         A :meth:`shutdown` that arrived while no loop was running makes the next call return
         at once (and is then consumed), so a shutdown is never lost in a start-up race.
         """
         self._enter_loop()
         try:
-            while not self._shutdown_requested:
-                self._run_once(self._poll_timeout(None))
+            self.strategy.run(self._host)
         finally:
             self._leave_loop()
 
@@ -275,20 +304,64 @@ class Server(Generic[RequestT, StateT]):
 
     def request_shutdown(self) -> None:
         """Ask the loop to stop after the current batch, without waiting (any thread, signals)."""
+        self._request_stop(None)
+
+    def _request_stop(self, grace: float | None) -> None:
+        if grace is not None:
+            self._grace = grace
         self._shutdown_requested = True
         self._waker.wake()
+        for callback in list(self._stop_callbacks):
+            callback()
 
-    def shutdown(self) -> None:
-        """Stop :meth:`serve_forever` and wait until it has returned.
+    @overload
+    def shutdown(self) -> None: ...
 
-        Returns at once when called from the loop's own thread (a handler under ``Inline``, or
-        a signal handler): the loop stops after the current request. Returns at once if no loop
-        is running (the next :meth:`serve_forever` will then return immediately).
+    @overload
+    def shutdown(self, grace: float) -> DrainReport | None: ...
+
+    def shutdown(self, grace: float | None = None) -> DrainReport | None:
+        """Stop :meth:`serve_forever`; with ``grace``, also drain and report.
+
+        Without ``grace``: returns as soon as the loop has stopped; requests in flight go on
+        (a later :meth:`close` drains them). Returns at once when called from the loop's own
+        thread (a handler under ``Inline``, or a signal handler): the loop stops after the
+        current request. Returns at once if no loop is running (the next
+        :meth:`serve_forever` will then return immediately).
+
+        With ``grace`` (seconds), on a thread other than the loop's: stops accepting at once,
+        waits for the loop to return, then drains on this thread: connections already waiting
+        in the kernel backlog are accepted and served (turned away through the busy hook when
+        the strategy is full), requests in flight get until the deadline, what still runs then
+        is cut (its connection shut down, its worker stopped), and arrivals during the drain
+        are refused cleanly rather than reset. Returns the :class:`DrainReport` (also logged).
+        From the loop's own thread it only asks for the stop and returns ``None``.
         """
-        self.request_shutdown()
-        running = self._loop_thread
-        if running is not None and running != threading.get_ident():
-            self._stopped.wait()
+        if grace is None:
+            self.request_shutdown()
+            running = self._loop_thread
+            if running is not None and running != threading.get_ident():
+                self._stopped.wait()
+            return None
+        return self._graceful(grace)
+
+    def _graceful(self, grace: float) -> DrainReport | None:
+        self._request_stop(grace)
+        if self._loop_thread == threading.get_ident():
+            return None
+        self._stopped.wait()
+        with self._lock:
+            if self._loop_thread is not None:  # another loop started meanwhile: it will stop
+                return None
+            self._loop_thread = threading.get_ident()  # own the selector for the drain
+        try:
+            report = self.strategy.drain(self._host, grace)
+        finally:
+            with self._lock:
+                self._loop_thread = None
+        self._drained, self._report_last = True, report
+        log_report(report, self.address, grace)
+        return report
 
     def wait_serving(self, timeout: float | None = None) -> bool:
         """Wait until a loop (:meth:`serve_forever` or :meth:`handle_request`) is running.
@@ -306,12 +379,14 @@ class Server(Generic[RequestT, StateT]):
             if self._loop_thread is not None:
                 raise RuntimeError("this server is already serving on another thread")
             self._loop_thread = threading.get_ident()
+            self._drained = False
             self._stopped.clear()
             self._serving.set()
 
     def _leave_loop(self) -> None:
         with self._lock:
             self._shutdown_requested = False
+            self._grace = None
             self._loop_thread = None
             self._serving.clear()
             self._stopped.set()
@@ -325,15 +400,22 @@ class Server(Generic[RequestT, StateT]):
         wait = max(0.0, self._resume_at - time.monotonic())
         return wait if timeout is None else min(wait, timeout)
 
+    def _run_loop(self) -> None:
+        while not self._shutdown_requested:
+            self._run_once(self._poll_timeout(None))
+
     def _run_once(self, timeout: float | None, limit: int = _BATCH) -> int:
         """Wait once for readiness and dispatch up to ``limit`` requests; return how many."""
         assert self._selector is not None
         dispatched = 0
         for key, _ in self._selector.select(timeout):
-            if key.data is _WAKER:
+            data = key.data
+            if data is _LISTENER:
+                dispatched += self._dispatch_ready(limit)
+            elif data is _WAKER:
                 self._waker.drain()
             else:
-                dispatched += self._dispatch_ready(limit)
+                data()  # an fd a strategy watches (e.g. a child's pidfd)
         if self._resume_at is not None and time.monotonic() >= self._resume_at:
             self._resume_at = None
             self._set_listening(True)
@@ -342,10 +424,15 @@ class Server(Generic[RequestT, StateT]):
         return dispatched
 
     def _dispatch_ready(self, limit: int) -> int:
+        if self._draining:
+            self._refuse_backlog()
+            return 0
         transport, strategy, verify = self.transport, self.strategy, self._verify
+        row, cap = self._counters.row, self._limit
         dispatched = 0
         while dispatched < limit and not self._shutdown_requested:
-            if self._limit is not None and strategy.in_flight >= self._limit:
+            full = cap is not None and strategy.in_flight >= cap
+            if full and self._pause_when_full:
                 self._pause()
                 break
             try:
@@ -358,17 +445,28 @@ class Server(Generic[RequestT, StateT]):
             if request is None:
                 break
             self._backoff = 0.0
-            self._accepted += 1
+            row[ACCEPTED] += 1
             if verify is not None and not self._verified(verify, request):
                 continue
-            try:
-                strategy.submit(self._serve, request)
-            except Exception as exc:
-                self._report(exc, request)
-                transport.close_request(request)
+            if full:
+                self._reject(request)
                 continue
+            self._submit(request)
             dispatched += 1
         return dispatched
+
+    def _submit(self, request: RequestT) -> None:
+        try:
+            self.strategy.submit(self._serve, request)
+        except Exception as exc:
+            self._report(exc, request)
+            self.transport.close_request(request)
+            self._counters.add(FINISHED)
+
+    def _admit(self, request: RequestT) -> bool:
+        self._counters.row[ACCEPTED] += 1
+        verify = self._verify
+        return verify is None or self._verified(verify, request)
 
     def _verified(self, verify: AccessPolicy[RequestT], request: RequestT) -> bool:
         try:
@@ -377,18 +475,30 @@ class Server(Generic[RequestT, StateT]):
             self._report(exc, request)
             allowed = False
         if not allowed:
-            self._refused += 1
+            self._counters.row[REFUSED] += 1
             self.transport.close_request(request)
         return allowed
 
+    def _reject(self, request: RequestT) -> None:
+        """Turn an admitted request away: busy hook, clean close (loop thread)."""
+        self._counters.row[REJECTED] += 1
+        if self._on_busy is not None:
+            try:
+                self._on_busy(request)
+            except Exception as exc:
+                self._report(exc, request)
+        refuse(request, self.transport.close_request)
+
     def _serve(self, request: RequestT) -> None:
         """Run the handler life cycle for one request (on the strategy's thread) and close it."""
+        key = id(request)
+        self._live[key] = request
         self._handling.active = True
         try:
             if self._first_byte is not None and not self.transport.wait_first_byte(
                 request, self._first_byte
             ):
-                self._slow += 1
+                self._counters.add(SLOW)
                 logger.debug("closed %r: nothing received within timeouts.first_byte", request)
                 return
             handler = self._factory(request, self._context)  # type: ignore[arg-type]  # set by bind()
@@ -402,16 +512,74 @@ class Server(Generic[RequestT, StateT]):
             self._report(exc, request)
         finally:
             self._handling.active = False
+            del self._live[key]
             self.transport.close_request(request)
+            self._counters.add(FINISHED)
 
     def _report(self, exc: BaseException, request: object) -> None:
-        with self._lock:
-            self._errors += 1
-        peer: PeerAddress = getattr(request, "peer", None)
+        self._report_peer(exc, getattr(request, "peer", None))
+
+    def _report_peer(self, exc: BaseException, peer: PeerAddress) -> None:
+        self._counters.add(ERRORS)
         try:
             self._on_error(exc, peer)
         except Exception:
             logger.exception("the error policy itself failed while reporting %r", exc)
+
+    # -- draining --------------------------------------------------------------------------------
+
+    def _drain(self, grace: float) -> DrainReport:
+        """The default drain (see :meth:`shutdown`), on the thread that owns the loop now."""
+        deadline = time.monotonic() + grace
+        strategy, counters = self.strategy, self._counters
+        finished_before = counters.totals().finished
+        self._resume_at, self._paused = None, False
+        self._set_listening(True)
+        refused_before = counters.row[REJECTED]
+        self._take_backlog(deadline)
+        self._draining = True
+        try:
+            while strategy.in_flight and (left := deadline - time.monotonic()) > 0:
+                strategy.notify_when_available(self._waker.wake)
+                if strategy.in_flight:
+                    self._run_once(left)
+            still_running = strategy.in_flight
+            completed = counters.totals().finished - finished_before
+            for request in list(self._live.values()):
+                cut(request)
+            self._refuse_backlog()
+        finally:
+            self._draining = False
+        refused = counters.row[REJECTED] - refused_before
+        return DrainReport(completed, still_running, refused)
+
+    def _take_backlog(self, deadline: float) -> None:
+        """Serve what was already queued when the stop came (bounded by the backlog size)."""
+        self._shutdown_requested = False  # let _dispatch_ready run; nothing else loops now
+        try:
+            budget = max(self.config.backlog, _BATCH)
+            while budget > 0 and time.monotonic() < deadline:
+                taken = self._dispatch_ready(min(budget, _BATCH))
+                if not taken or self._paused:
+                    break
+                budget -= taken
+        finally:
+            self._shutdown_requested = True
+        if self._paused:  # the strategy is full: what is still queued will be refused
+            self._paused = False
+            self._set_listening(True)
+
+    def _refuse_backlog(self) -> None:
+        """Take every request waiting in the backlog and refuse it cleanly (bounded)."""
+        for _ in range(max(self.config.backlog, _BATCH)):
+            try:
+                request = self.transport.receive()
+            except OSError:
+                return
+            if request is None:
+                return
+            if self._admit(request):
+                self._reject(request)
 
     # -- accepting, pausing and backing off ------------------------------------------------------
 
@@ -466,13 +634,15 @@ class Server(Generic[RequestT, StateT]):
         return self.transport.fileno()
 
     def stats(self) -> ServerStats:
-        """A snapshot of the counters."""
+        """A snapshot of the counters, summed over every process serving for this server."""
+        totals = self._counters.totals()
         return ServerStats(
-            accepted=self._accepted,
-            refused=self._refused,
-            errors=self._errors,
-            slow_clients=self._slow,
-            in_flight=self.strategy.in_flight,
+            accepted=totals.accepted,
+            refused=totals.refused,
+            rejected=totals.rejected,
+            errors=totals.errors,
+            slow_clients=totals.slow_clients,
+            in_flight=totals.in_flight,
             truncated=self.transport.stats.truncated,
         )
 
@@ -482,3 +652,104 @@ class Server(Generic[RequestT, StateT]):
             f"<Server {type(self.transport).__name__} {self.address!r} "
             f"{type(self.strategy).__name__} {state}>"
         )
+
+
+class _Host(Generic[RequestT]):
+    """The :class:`~typedserve.strategies.base.ServerHost` a server hands its strategy."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server[RequestT, Any]) -> None:
+        self._server = server
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._server.config
+
+    @property
+    def transport(self) -> Transport[RequestT]:
+        return self._server.transport
+
+    @property
+    def handler(self) -> HandlerFactory[RequestT, Any]:
+        return self._server._factory
+
+    @property
+    def context(self) -> ServerContext[Any]:
+        return self._server.context
+
+    @property
+    def counters(self) -> Counters:
+        return self._server._counters
+
+    @property
+    def stopping(self) -> bool:
+        return self._server._shutdown_requested
+
+    @property
+    def grace(self) -> float | None:
+        return self._server._grace
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        self._server._stop_callbacks.append(callback)
+        if self._server._shutdown_requested:
+            callback()
+
+    def request_stop(self, grace: float | None = None) -> None:
+        self._server._request_stop(grace)
+
+    def admit(self, request: RequestT) -> bool:
+        return self._server._admit(request)
+
+    def serve(self, request: RequestT) -> None:
+        self._server._serve(request)
+
+    def reject(self, request: RequestT) -> None:
+        self._server._reject(request)
+
+    def report(self, exc: BaseException, peer: PeerAddress) -> None:
+        self._server._report_peer(exc, peer)
+
+    def run_loop(self) -> None:
+        self._server._run_loop()
+
+    def drain(self, grace: float) -> DrainReport:
+        return self._server._drain(grace)
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        selector = self._server._selector
+        if selector is None:
+            raise ServerClosedError("the server is not bound")
+        selector.register(fd, selectors.EVENT_READ, callback)
+
+    def unwatch(self, fd: int) -> None:
+        selector = self._server._selector
+        if selector is not None:
+            selector.unregister(fd)
+
+    def close_in_child(self, keep_listener: bool) -> None:
+        server = self._server
+        if server._selector is not None:
+            server._selector.close()
+            server._selector = None
+        server._waker.close()
+        if not keep_listener:
+            _close_fd_only(server.transport)
+
+    def rebind(self, config: ServerConfig) -> None:
+        server = self._server
+        server._set_listening(False)
+        _close_fd_only(server.transport)
+        server.transport.bind(config)
+        server.transport.activate()
+        server._set_listening(True)
+
+
+def _close_fd_only(transport: Transport[Any]) -> None:
+    """Close this process's copy of the listening fd without the transport's cleanup (which
+    would unlink a Unix socket file another process still serves)."""
+    fd = transport.fileno()
+    sock = getattr(transport, "socket", None)
+    if isinstance(sock, socket.socket):
+        sock.detach()  # the socket object forgets the fd, so it never closes a reused number
+    os.close(fd)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from typedserve.strategies.base import Strategy
+
 __all__ = ["Inline"]
 
 T = TypeVar("T")
 
 
-class Inline:
+class Inline(Strategy):
     """Serve requests synchronously, one at a time, on the thread running the server loop.
 
     The cheapest strategy per request, and the right one for short requests (UDP services,

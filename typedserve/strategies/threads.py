@@ -7,19 +7,21 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from typedserve.strategies.base import Strategy
+
 __all__ = ["ThreadPerRequest"]
 
 T = TypeVar("T")
 
 
-class ThreadPerRequest:
+class ThreadPerRequest(Strategy):
     """Serve each request on a thread of its own.
 
     ``daemon``: make the threads daemon threads, so the interpreter may exit while they run.
     ``wait_on_close``: :meth:`close` joins the threads still running (up to its timeout); set it
     to ``False`` to return at once. Finished threads are forgotten as they end, so a
     long-running server does not accumulate thread objects. Bound the number of threads with
-    the config's ``limits.max_concurrent``.
+    the config's ``limits.max_in_flight``.
     """
 
     def __init__(self, *, daemon: bool = False, wait_on_close: bool = True) -> None:
