@@ -335,6 +335,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+class _Missing:
+    """The value shown for a required field that was not given (pydantic reports the parent)."""
+
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+_MISSING = _Missing()
+
+
 def _config_error(exc: ValidationError, source: str) -> ConfigError:
     problems: list[tuple[str, object, str]] = []
     for error in exc.errors(include_url=False):
@@ -346,7 +356,8 @@ def _config_error(exc: ValidationError, source: str) -> ConfigError:
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        problems.append((field, error.get("input"), message))
+        value = _MISSING if error["type"] == "missing" else error.get("input")
+        problems.append((field, value, message))
     lines = [f"invalid server config ({source}):"]
     lines += [f"  {field} = {value!r}: {rule}" for field, value, rule in problems]
     return ConfigError("\n".join(lines), tuple(problems))
