@@ -26,6 +26,7 @@ from typedserve.config import (
     UnixAddress,
 )
 from typedserve.context import ServerContext
+from typedserve.drain import BusyPolicy, DrainReport
 from typedserve.errors import (
     BindError,
     ConfigError,
@@ -37,7 +38,7 @@ from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, Stream
 from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
 from typedserve.requests import Datagram, PeerAddress, StreamRequest
 from typedserve.server import Server, ServerStats
-from typedserve.strategies import Inline, Strategy, ThreadPerRequest
+from typedserve.strategies import ForkPerRequest, Inline, Strategy, ThreadPerRequest, ThreadPool
 from typedserve.transports import (
     TCPTransport,
     Transport,
@@ -53,11 +54,14 @@ __all__ = [
     "Address",
     "AllowNetworks",
     "BindError",
+    "BusyPolicy",
     "ConfigError",
     "Datagram",
     "DatagramHandler",
+    "DrainReport",
     "ErrorPolicy",
     "FDAddress",
+    "ForkPerRequest",
     "Handler",
     "HandlerFactory",
     "InetAddress",
@@ -75,6 +79,7 @@ __all__ = [
     "StreamRequest",
     "TCPTransport",
     "ThreadPerRequest",
+    "ThreadPool",
     "Timeouts",
     "Transport",
     "TransportMismatchError",

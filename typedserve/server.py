@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Self, overload
+from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
 from typedserve._wakeup import Waker
 from typedserve.config import ServerConfig
@@ -30,10 +30,15 @@ from typedserve.drain import BusyPolicy, DrainReport, cut, log_report, refuse
 from typedserve.errors import ServerClosedError
 from typedserve.handlers import HandlerFactory
 from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
-from typedserve.requests import PeerAddress, RequestT
+from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
 from typedserve.strategies.base import Strategy
 from typedserve.strategies.inline import Inline
 from typedserve.transports.base import Transport
+
+if TYPE_CHECKING:
+    from typedserve.aio.handlers import AsyncHandlerFactory
+    from typedserve.aio.stream import AsyncStream
+    from typedserve.strategies.aio import AsyncIO
 
 __all__ = ["Server", "ServerStats"]
 
@@ -102,6 +107,70 @@ class Server(Generic[RequestT, StateT]):
     a handler and from a signal handler.
     """
 
+    # Async handlers pair with AsyncIO only, and synchronous ones with the other strategies:
+    # AsyncIO is not a ``Strategy`` (it has no ``submit``), so each pairing matches one group.
+    @overload
+    def __init__(
+        self: Server[StreamRequest, None],
+        *,
+        config: ServerConfig,
+        transport: Transport[StreamRequest],
+        handler: AsyncHandlerFactory[AsyncStream, None],
+        strategy: AsyncIO,
+        verify_request: AccessPolicy[StreamRequest] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[StreamRequest] | None = None,
+        bind: bool = True,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Server[StreamRequest, StateT],
+        *,
+        config: ServerConfig,
+        transport: Transport[StreamRequest],
+        handler: AsyncHandlerFactory[AsyncStream, StateT],
+        state: StateT,
+        strategy: AsyncIO,
+        verify_request: AccessPolicy[StreamRequest] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[StreamRequest] | None = None,
+        bind: bool = True,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Server[Datagram, None],
+        *,
+        config: ServerConfig,
+        transport: Transport[Datagram],
+        handler: AsyncHandlerFactory[Datagram, None],
+        strategy: AsyncIO,
+        verify_request: AccessPolicy[Datagram] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[Datagram] | None = None,
+        bind: bool = True,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Server[Datagram, StateT],
+        *,
+        config: ServerConfig,
+        transport: Transport[Datagram],
+        handler: AsyncHandlerFactory[Datagram, StateT],
+        state: StateT,
+        strategy: AsyncIO,
+        verify_request: AccessPolicy[Datagram] | None = None,
+        handle_error: ErrorPolicy | None = None,
+        on_timeout: Callable[[], None] | None = None,
+        on_busy: BusyPolicy[Datagram] | None = None,
+        bind: bool = True,
+    ) -> None: ...
+
     @overload
     def __init__(
         self: Server[RequestT, None],
@@ -137,25 +206,28 @@ class Server(Generic[RequestT, StateT]):
         self,
         *,
         config: ServerConfig,
-        transport: Transport[RequestT],
-        handler: HandlerFactory[RequestT, Any],
+        transport: Transport[Any],
+        handler: HandlerFactory[RequestT, Any] | AsyncHandlerFactory[Any, Any],
         state: Any = None,
-        strategy: Strategy | None = None,
-        verify_request: AccessPolicy[RequestT] | None = None,
+        strategy: Strategy | AsyncIO | None = None,
+        verify_request: AccessPolicy[Any] | None = None,
         handle_error: ErrorPolicy | None = None,
         on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[RequestT] | None = None,
+        on_busy: BusyPolicy[Any] | None = None,
         bind: bool = True,
     ) -> None:
         self.config = config
-        self.transport = transport
-        self.strategy: Strategy = Inline() if strategy is None else strategy
+        self.transport: Transport[RequestT] = transport
+        # AsyncIO owns the loop (it never receives ``submit``) and has every other member the
+        # server calls; handle_request() refuses loop owners without ``submit``.
+        self.strategy: Strategy = Inline() if strategy is None else cast(Strategy, strategy)
         self.state = state
-        self._factory = handler
-        self._verify = verify_request
+        # An async factory only ever reaches AsyncIO (the overloads), which casts it back.
+        self._factory = cast("HandlerFactory[RequestT, Any]", handler)
+        self._verify: AccessPolicy[RequestT] | None = verify_request
         self._on_error: ErrorPolicy = log_error if handle_error is None else handle_error
         self._on_timeout = on_timeout
-        self._on_busy = on_busy
+        self._on_busy: BusyPolicy[RequestT] | None = on_busy
         self._first_byte = config.timeouts.first_byte
         limits = (config.limits.max_in_flight, self.strategy.capacity)
         self._limit = min((n for n in limits if n is not None), default=None)
@@ -178,14 +250,18 @@ class Server(Generic[RequestT, StateT]):
         self._drained = False
         self._report_last: DrainReport | None = None
         self._draining = False
-        self._watched: set[int] = set()
+        self._cutting = False  # past a drain's deadline: queued requests close without a handler
         self._closed = False
         self._listening = False
         self._paused = False
         self._resume_at: float | None = None
         self._backoff = 0.0
         if bind:
-            self.bind()
+            try:
+                self.bind()
+            except BaseException:
+                self._waker.close()  # the host makes a cycle: do not leave the fds to the GC
+                raise
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -285,6 +361,10 @@ class Server(Generic[RequestT, StateT]):
         ``timeout`` defaults to ``config.timeouts.poll`` (``None``: wait forever). When it
         expires with no request, the ``on_timeout`` hook runs and ``False`` is returned.
         """
+        if not hasattr(self.strategy, "submit"):
+            raise TypeError(
+                f"{self.strategy!r} owns the loop: use serve_forever(), not handle_request()"
+            )
         if timeout is not None and timeout < 0:
             timeout = self.config.timeouts.poll
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -379,7 +459,7 @@ class Server(Generic[RequestT, StateT]):
             if self._loop_thread is not None:
                 raise RuntimeError("this server is already serving on another thread")
             self._loop_thread = threading.get_ident()
-            self._drained = False
+            self._drained = self._cutting = False
             self._stopped.clear()
             self._serving.set()
 
@@ -491,6 +571,10 @@ class Server(Generic[RequestT, StateT]):
 
     def _serve(self, request: RequestT) -> None:
         """Run the handler life cycle for one request (on the strategy's thread) and close it."""
+        if self._cutting:  # queued behind the drain's deadline: release it unserved
+            self.transport.close_request(request)
+            self._counters.add(FINISHED)
+            return
         key = id(request)
         self._live[key] = request
         self._handling.active = True
@@ -545,6 +629,7 @@ class Server(Generic[RequestT, StateT]):
                     self._run_once(left)
             still_running = strategy.in_flight
             completed = counters.totals().finished - finished_before
+            self._cutting = bool(still_running)
             for request in list(self._live.values()):
                 cut(request)
             self._refuse_backlog()

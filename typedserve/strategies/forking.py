@@ -1,0 +1,213 @@
+"""``ForkPerRequest``: each request runs in a child process of its own (``ForkingMixIn``, fixed).
+
+Processes: ``submit`` runs on the loop thread and forks. The child resets SIGTERM/SIGINT to
+their defaults, closes its copies of the loop's fds (the listening socket too, unless a
+datagram's reply needs it), runs ``serve(request)`` and leaves with ``os._exit`` after flushing
+logging and stdio: it never returns into the parent's loop and never runs ``atexit`` handlers.
+The parent closes its copy of the request's connection at once (the child owns it), opens a
+pidfd for the child and watches it in the server's selector: the child is reaped by the loop
+thread as soon as it exits, with no ``waitpid`` polling and no SIGCHLD handler, so no zombie
+outlives its loop iteration.
+
+Limits: at most ``max_children`` children run at once (``capacity``): the server stops
+accepting at the limit (or rejects, per ``limits.overload``); a direct ``submit`` beyond it
+blocks until a child exits rather than forking more.
+
+Counters and errors: each running child writes its own row of the server's shared counters
+(``stats()`` sums them), so handler errors and finished requests in children are counted; a
+child killed by a signal or exiting non-zero is logged (``typedserve.server``, ERROR) and its
+request counted as finished with an error. Requires Linux >= 5.3 (``os.pidfd_open``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from typedserve.counters import ERRORS, FINISHED
+from typedserve.errors import ServerClosedError
+from typedserve.requests import StreamRequest
+from typedserve.strategies.base import ServerHost, Strategy
+
+__all__ = ["ForkPerRequest"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("typedserve.server")
+
+
+class ForkPerRequest(Strategy):
+    """Serve each request in a forked child process; at most ``max_children`` at once.
+
+    **State changed in a child never reaches the parent**: every request starts from a copy of
+    the parent's memory as it was at the fork, and whatever the handler changes in
+    ``context.state``, module globals or caches is lost when the child exits. Keep shared state
+    outside the process (files, a database) or use a threaded strategy with a lock. Other
+    costs: a fork per request (milliseconds with a large parent), and a parent with threads
+    forks only the loop thread, so locks other threads held at the fork stay held in the child.
+
+    Example: ``Server(..., strategy=ForkPerRequest(max_children=40))``.
+    """
+
+    def __init__(self, max_children: int = 40) -> None:
+        if max_children < 1:
+            raise ValueError(f"ForkPerRequest needs max_children >= 1, got {max_children}")
+        if not hasattr(os, "pidfd_open"):
+            raise OSError("ForkPerRequest needs os.pidfd_open (Linux >= 5.3, Python >= 3.9)")
+        self.max_children = max_children
+        self._host: ServerHost[Any] | None = None
+        self._children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, counters slot)
+        self._free_slots = list(range(max_children, 0, -1))
+        self._waiter: Callable[[], None] | None = None
+        self._stopping = False
+
+    def attach(self, host: ServerHost[Any]) -> None:
+        """Keep the server's host: its selector reaps children, its counters count for them."""
+        self._host = host
+
+    @property
+    def process_slots(self) -> int:
+        """One counters row per possible child."""
+        return self.max_children
+
+    @property
+    def capacity(self) -> int:
+        """``max_children``."""
+        return self.max_children
+
+    @property
+    def in_flight(self) -> int:
+        """Children running (or exited and not yet reaped)."""
+        return len(self._children)
+
+    def submit(self, serve: Callable[[T], None], request: T) -> None:
+        """Fork a child that runs ``serve(request)``; the parent keeps no copy of the request."""
+        host = self._host
+        if host is None:
+            raise ServerClosedError("ForkPerRequest is not attached to a bound server")
+        while not self._free_slots:
+            self._wait_for_exits(None)
+        slot = self._free_slots.pop()
+        _flush_stdio()
+        pid = os.fork()
+        if pid == 0:
+            self._run_child(host, serve, request, slot)
+        _release_parent_copy(request)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # cannot watch it: wait for it here rather than leave a zombie
+            os.waitpid(pid, 0)
+            self._free_slots.append(slot)
+            raise
+        entry = self._children[pidfd] = (pid, slot)
+        # The entry guards against a stale readiness event for a pidfd number reused since.
+        host.watch(pidfd, lambda: self._reap(pidfd, entry))
+
+    def _run_child(
+        self, host: ServerHost[Any], serve: Callable[[T], None], request: T, slot: int
+    ) -> None:
+        status = 70  # EX_SOFTWARE, if anything below raises
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            host.counters.use_row(slot)
+            for pidfd in self._children:
+                os.close(pidfd)
+            host.close_in_child(keep_listener=not isinstance(request, StreamRequest))
+            serve(request)
+            status = 0
+        finally:
+            with contextlib.suppress(BaseException):
+                logging.shutdown()
+                _flush_stdio()
+            os._exit(status)
+
+    def _reap(self, pidfd: int, entry: tuple[int, int] | None = None) -> None:
+        """The child behind ``pidfd`` exited: collect its status and free its slot."""
+        if entry is not None and self._children.get(pidfd) is not entry:
+            return
+        pid, slot = self._children.pop(pidfd)
+        if self._host is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._host.unwatch(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        self._free_slots.append(slot)
+        if status != 0 and self._host is not None:
+            level = logging.INFO if self._stopping else logging.ERROR
+            logger.log(level, "request child %d ended abnormally (%s)", pid, _describe(status))
+            counters = self._host.counters
+            counters.add(FINISHED)
+            counters.add(ERRORS)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter()
+
+    def _wait_for_exits(self, timeout: float | None) -> None:
+        """Block until a child exits (or ``timeout``), then reap every child that has."""
+        poller = select.poll()
+        for pidfd in self._children:
+            poller.register(pidfd, select.POLLIN)
+        for pidfd, _ in poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            self._reap(pidfd)
+
+    def notify_when_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the next child is reaped (at once if none is running)."""
+        self._waiter = callback
+        if not self._children:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                waiter()
+
+    def close(self, timeout: float | None = None) -> int:
+        """Stop the children still running: SIGTERM, up to ``timeout`` seconds, then SIGKILL.
+
+        Every child is reaped before this returns; returns how many needed SIGKILL.
+        """
+        self._stopping = True
+        for pid, _ in self._children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._children:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._wait_for_exits(left)
+        killed = len(self._children)
+        for pid, _ in self._children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while self._children:
+            self._wait_for_exits(None)
+        return killed
+
+
+def _release_parent_copy(request: object) -> None:
+    """Close the parent's copy of a stream connection (the child's copy stays open).
+
+    Plain ``close``, never ``shutdown``: shutting the socket down would end the child's
+    connection too. A datagram's socket is the server's and stays open.
+    """
+    if isinstance(request, StreamRequest):
+        request.socket.close()
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,134 @@
+"""``ThreadPool``: a fixed set of worker threads fed by a bounded queue.
+
+Threads: ``submit`` runs on the loop thread and only appends to a ``SimpleQueue``; workers,
+started lazily up to ``max_workers``, take requests from it and run ``serve``. The queue is
+bounded through ``capacity``: the server stops accepting (or rejects, per
+``limits.overload``) while ``max_workers + max_pending`` requests are running or queued, so
+excess connections wait in the kernel backlog instead of in memory. An idle worker blocks in
+``SimpleQueue.get`` and costs nothing per connection.
+
+Resource handling: :meth:`ThreadPool.close` queues one stop marker per worker and joins them;
+requests still queued run first (after a drain's deadline the server makes them close their
+connection without running the handler). Errors: ``serve`` never raises; a ``BaseException``
+escaping it (e.g. ``SystemExit`` from a handler) ends that worker, and the next ``submit``
+starts a replacement.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from typedserve.strategies.base import Strategy
+
+__all__ = ["ThreadPool"]
+
+T = TypeVar("T")
+
+_STOP = None
+
+
+class ThreadPool(Strategy):
+    """Serve requests on at most ``max_workers`` threads, with up to ``max_pending`` queued.
+
+    Example: ``Server(..., strategy=ThreadPool(max_workers=32, max_pending=64))``.
+    ``max_pending`` defaults to ``max_workers``. Threads are daemon threads (so a server that
+    is never closed cannot hang interpreter exit), but ``close`` always joins them.
+    """
+
+    def __init__(self, max_workers: int = 16, max_pending: int | None = None) -> None:
+        if max_workers < 1:
+            raise ValueError(f"ThreadPool needs max_workers >= 1, got {max_workers}")
+        pending = max_workers if max_pending is None else max_pending
+        if pending < 0:
+            raise ValueError(f"ThreadPool needs max_pending >= 0, got {max_pending}")
+        self.max_workers = max_workers
+        self.max_pending = pending
+        self._queue: queue.SimpleQueue[tuple[Callable[[Any], None], Any] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._submitted = 0  # written by the loop thread only
+        self._finished = 0  # written by workers, under the lock
+        self._waiter: Callable[[], None] | None = None
+
+    def submit(self, serve: Callable[[T], None], request: T) -> None:
+        """Queue ``serve(request)``; start a worker if every running one is busy."""
+        self._queue.put((serve, request))
+        self._submitted += 1
+        workers = len(self._workers)
+        if workers < self.max_workers and self._submitted - self._finished > workers:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        thread = threading.Thread(target=self._work, name="typedserve-pool", daemon=True)
+        with self._lock:
+            self._workers.add(thread)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._workers.discard(thread)
+            raise
+
+    def _work(self) -> None:
+        get, lock = self._queue.get, self._lock
+        try:
+            while (item := get()) is not _STOP:
+                serve, request = item
+                try:
+                    serve(request)
+                finally:
+                    with lock:
+                        self._finished += 1
+                    waiter = self._waiter
+                    if waiter is not None:
+                        self._waiter = None
+                        waiter()
+        finally:
+            with lock:
+                self._workers.discard(threading.current_thread())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running or queued."""
+        return self._submitted - self._finished
+
+    @property
+    def capacity(self) -> int:
+        """``max_workers + max_pending``."""
+        return self.max_workers + self.max_pending
+
+    @property
+    def workers(self) -> int:
+        """Worker threads alive now (they start on demand)."""
+        return len(self._workers)
+
+    def notify_when_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the next request finishes (at once if none is in flight)."""
+        self._waiter = callback
+        if self._submitted == self._finished:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                waiter()
+
+    def close(self, timeout: float | None = None) -> int:
+        """Stop every worker once the queue is empty; join them up to ``timeout`` seconds.
+
+        Returns the requests still in flight then. A worker closing its own server is not
+        joined (it cannot wait for itself); it ends when its request returns.
+        """
+        with self._lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._queue.put(_STOP)
+        caller = threading.current_thread()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in workers:
+            if thread is not caller:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self.in_flight
