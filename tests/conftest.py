@@ -66,6 +66,8 @@ def _discover_strategies() -> dict[str, Callable[[], Strategy]]:
         cls = getattr(typedserve.strategies, name)
         if name == "Strategy" or not isinstance(cls, type):
             continue
+        if not hasattr(cls, "submit"):  # owns the loop and serves async handlers (tests/aio)
+            continue
         found[name] = _STRATEGY_ARGS.get(name, cls)
     return found
 
@@ -79,6 +81,12 @@ def strategy_name(request: pytest.FixtureRequest) -> str:
     """The name of each strategy exported by ``typedserve.strategies``."""
     name: str = request.param
     return name
+
+
+@pytest.fixture
+def strategy_in_process(strategy_name: str) -> bool:
+    """Whether the ``strategy_name`` strategy runs handlers in this process."""
+    return strategy_name not in _OUT_OF_PROCESS
 
 
 @pytest.fixture(params=IN_PROCESS_STRATEGIES)

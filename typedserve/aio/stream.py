@@ -1,0 +1,395 @@
+"""``AsyncStream``: one stream connection as an ``asyncio.Protocol`` with awaitable reads.
+
+The stream *is* the protocol object the event loop calls, so a connection costs one transport,
+this object and the handler's task: no ``StreamReader``/``StreamWriter`` pair on top. Incoming
+bytes land in one ``bytearray``; a pending read waits on a single future that
+``data_received`` resolves (handing over the received ``bytes`` unchanged when nothing else is
+buffered, which is the common case of request/response protocols).
+
+Timeouts are enforced by the server's periodic sweep (see :mod:`typedserve.aio.table`), not by a
+timer per read: a waiting read or drain records when it must give up (``_expires``), and the
+sweep fails the waiter with ``TimeoutError`` once that time has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final, cast
+
+from typedserve.requests import PeerAddress
+
+__all__ = ["DEFAULT_LIMIT", "AsyncStream"]
+
+DEFAULT_LIMIT: Final = 64 * 1024
+"""The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
+
+_HIGH_WATER: Final = 2 * DEFAULT_LIMIT  # pause reading from the socket above this many bytes
+_NO_EXPIRY: Final = 0.0
+
+
+class AsyncStream(asyncio.Protocol):
+    """A connected stream socket served on an event loop, as the request of an async handler.
+
+    Reads: :meth:`read`, :meth:`readexactly`, :meth:`readuntil`, :meth:`readline` and
+    ``async for line in stream`` (same meaning and exceptions as ``asyncio.StreamReader``).
+    Writes: :meth:`write` buffers in the transport (sent at once when the socket can take it);
+    await :meth:`drain` after large writes so a slow peer cannot make the buffer grow without
+    bound. The server closes the connection after the handler's ``close`` (buffered writes are
+    still delivered), so handler code need not call :meth:`close`.
+
+    Timeouts: a read or drain that waits longer than the config's ``timeouts.idle``, or past
+    the ``timeouts.request`` deadline, raises ``TimeoutError``; after the request deadline every
+    read, write and drain raises it. A connection reset by the peer raises
+    ``ConnectionResetError`` (or the socket error) from reads, writes and drains.
+
+    Example::
+
+        class Echo(AsyncHandler[AsyncStream]):
+            async def handle(self) -> None:
+                while data := await self.request.read(65536):
+                    self.request.write(data)
+                    await self.request.drain()
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_drain_waiter",
+        "_eof",
+        "_expired",
+        "_expires",
+        "_idle",
+        "_loop",
+        "_lost",
+        "_on_lost",
+        "_read_error",
+        "_read_paused",
+        "_transport",
+        "_waiter",
+        "_want",
+        "_write_error",
+        "_write_paused",
+        "deadline",
+        "peer",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        peer: PeerAddress,
+        *,
+        idle: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.peer: PeerAddress = peer
+        """The remote address, as ``accept()`` returned it."""
+        self.deadline: float | None = deadline
+        """The ``time.monotonic()`` value by which the request must end (``timeouts.request``)."""
+        self._loop = loop
+        self._idle = idle
+        self._on_lost: Callable[[AsyncStream], object] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._lost = False
+        self._read_error: BaseException | None = None
+        self._write_error: BaseException | None = None
+        self._waiter: asyncio.Future[bytes | None] | None = None
+        self._want = 0  # >0: the pending read takes a lone chunk of up to this many bytes as is
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._write_paused = False
+        self._expires = _NO_EXPIRY  # monotonic time at which the current wait times out
+        self._expired = ""  # the name of the timeout that ``_expires`` stands for
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes as soon as any are available; ``b""`` at end of stream.
+
+        ``n=-1`` reads until the end of the stream.
+        """
+        if self._read_error is not None:
+            raise self._read_error
+        if n < 0:
+            while not self._eof:
+                await self._wait(0)
+            return self._take(len(self._buffer))
+        buffer = self._buffer
+        if not buffer and n:
+            if self._eof:
+                return b""
+            data = await self._wait(n)
+            if data is not None:
+                return data
+        return self._take(min(n, len(buffer)))
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
+        if n < 0:
+            raise ValueError("readexactly() needs a non-negative size")
+        if self._read_error is not None:
+            raise self._read_error
+        while len(self._buffer) < n:
+            if self._eof:
+                partial = self._take(len(self._buffer))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._wait(0)
+        return self._take(n)
+
+    async def readuntil(self, separator: bytes = b"\n", *, limit: int = DEFAULT_LIMIT) -> bytes:
+        """Bytes up to and including ``separator``.
+
+        Raises ``asyncio.IncompleteReadError`` (with the partial data, which is consumed) if the
+        stream ends first, and ``asyncio.LimitOverrunError`` (consuming nothing) if ``limit``
+        bytes arrive without the separator.
+        """
+        if not separator:
+            raise ValueError("the separator must not be empty")
+        if self._read_error is not None:
+            raise self._read_error
+        buffer, start = self._buffer, 0
+        while True:
+            found = buffer.find(separator, start)
+            if found >= 0:
+                end = found + len(separator)
+                if end > limit:
+                    raise asyncio.LimitOverrunError("separator found after the limit", found)
+                return self._take(end)
+            if len(buffer) > limit:
+                raise asyncio.LimitOverrunError("no separator within the limit", limit)
+            if self._eof:
+                raise asyncio.IncompleteReadError(self._take(len(buffer)), None)
+            start = max(0, len(buffer) - len(separator) + 1)
+            await self._wait(0)
+
+    async def readline(self, *, limit: int = DEFAULT_LIMIT) -> bytes:
+        """One line including ``b"\\n"``, the rest of the stream at its end, or ``b""``.
+
+        Raises ``ValueError`` (and discards the buffered data) for a line longer than ``limit``.
+        """
+        try:
+            return await self.readuntil(b"\n", limit=limit)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        except asyncio.LimitOverrunError:
+            self._take(len(self._buffer))
+            raise ValueError(f"a line from {self.peer!r} is longer than {limit} bytes") from None
+
+    def at_eof(self) -> bool:
+        """Whether the peer has finished sending and everything received has been read."""
+        return self._eof and not self._buffer
+
+    def __aiter__(self) -> AsyncStream:
+        """Iterate over lines (see :meth:`readline`) until the end of the stream."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next line; ``StopAsyncIteration`` at the end of the stream."""
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    def _take(self, n: int) -> bytes:
+        buffer = self._buffer
+        if n >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:n])
+            del buffer[:n]
+        if self._read_paused and len(buffer) <= DEFAULT_LIMIT and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def _wait(self, want: int) -> bytes | None:
+        """Wait for the next ``data_received`` (or EOF, loss, timeout).
+
+        With ``want > 0`` a chunk of at most ``want`` bytes arriving into an empty buffer is
+        returned as is instead of being buffered (the zero-copy path of :meth:`read`).
+        """
+        if self._waiter is not None:
+            raise RuntimeError(f"another task is already reading from {self.peer!r}")
+        if self._lost:
+            self._eof = True
+            return None
+        if self._read_paused:  # the reader needs more than the high-water mark: let it in
+            self._read_paused = False
+            self._transport.resume_reading()  # type: ignore[union-attr]  # not lost: connected
+        if self._expires == _NO_EXPIRY and self._idle is not None:
+            self._expires, self._expired = time.monotonic() + self._idle, "idle"
+        waiter: asyncio.Future[bytes | None] = self._loop.create_future()
+        self._waiter = waiter
+        self._want = want
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            self._want = 0
+            self._expires = _NO_EXPIRY
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` (buffered by the transport while the socket cannot take it)."""
+        if self._write_error is not None:
+            raise self._write_error
+        assert self._transport is not None
+        self._transport.write(data)
+
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Send each buffer of ``data`` in order."""
+        if self._write_error is not None:
+            raise self._write_error
+        assert self._transport is not None
+        self._transport.writelines(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self._write_error is not None:
+            raise self._write_error
+        if not self._write_paused:
+            return
+        if self._drain_waiter is not None:
+            raise RuntimeError(f"another task is already draining the stream to {self.peer!r}")
+        if self._idle is not None:
+            self._expires, self._expired = time.monotonic() + self._idle, "idle"
+        self._drain_waiter = waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+            self._expires = _NO_EXPIRY
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads end of stream; reading from it goes on."""
+        if self._transport is not None and self._transport.can_write_eof():
+            self._transport.write_eof()
+
+    def close(self) -> None:
+        """Close the connection after the buffered writes are sent (the server does this)."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Close the connection at once, discarding buffered writes."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closed or closing."""
+        return self._transport is None or self._transport.is_closing()
+
+    # -- asyncio.Protocol callbacks (run by the event loop) ------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Attach the transport (called once by the event loop)."""
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Buffer ``data`` (or hand it straight to a waiting :meth:`read`) and wake the reader."""
+        waiter = self._waiter
+        buffer = self._buffer
+        if waiter is not None and not waiter.done():
+            if self._want and not buffer and len(data) <= self._want:
+                waiter.set_result(data)
+                return
+            buffer += data
+            waiter.set_result(None)
+        else:
+            buffer += data
+        if len(buffer) > _HIGH_WATER and not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """Record the end of the peer's data; keep the connection open for replies."""
+        self._eof = True
+        self._wake(None)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Record the loss: pending reads end (or raise ``exc``), writes and drains raise."""
+        self._lost = self._eof = True
+        if exc is not None and self._read_error is None:
+            self._read_error = exc
+        if self._write_error is None:
+            self._write_error = exc or ConnectionResetError(
+                f"the connection to {self.peer!r} is closed"
+            )
+        self._wake(self._read_error)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._write_error)
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        """The transport's write buffer is full: :meth:`drain` will wait."""
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        """The write buffer has room again: wake a waiting :meth:`drain`."""
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- timeouts (called by the server's sweep) -------------------------------------------------
+
+    def _wake(self, exc: BaseException | None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def _expire_if_due(self, now: float) -> None:
+        """Fail a wait whose timeout has passed; after the request deadline, fail every call."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline and self._write_error is None:
+            exc = TimeoutError("the request deadline (timeouts.request) has passed")
+            self._read_error = self._write_error = exc
+        elif self._expires != _NO_EXPIRY and now >= self._expires:
+            exc = TimeoutError(
+                f"nothing happened on the connection within timeouts.{self._expired}"
+            )
+        else:
+            return
+        self._expires = _NO_EXPIRY
+        self._wake(exc)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    async def _wait_first_byte(self, expires: float) -> bool:
+        """Wait until the peer sent something or closed; ``False`` if ``expires`` passed first."""
+        if self._buffer or self._eof:
+            return True
+        self._expires, self._expired = expires, "first_byte"
+        try:
+            await self._wait(0)
+        except TimeoutError:
+            return False
+        except OSError:
+            pass  # reset before the first byte: the handler sees the error on its first read
+        return True
+
+    @property
+    def local(self) -> PeerAddress:
+        """The local end of the connection (``getsockname()``)."""
+        return self.get_extra_info("sockname")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The transport's extra information (``"sockname"``, ``"peername"``, ``"socket"``...)."""
+        if self._transport is None:
+            return default
+        return self._transport.get_extra_info(name, default)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._lost else ("eof" if self._eof else "open")
+        return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"

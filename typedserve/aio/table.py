@@ -1,0 +1,314 @@
+"""``RequestTable``: the requests in flight on one event loop, and the loop callbacks that feed it.
+
+This is the event-driven server model: one thread, many partially finished requests, each a
+task in an explicit table. The table
+
+- accepts from the transport in a reader callback on its fd (the transport's own non-blocking
+  ``receive``, so access policy, counters, datagram truncation and accept errors behave as in
+  the synchronous loop), and stops reading the fd while ``limits.max_concurrent`` requests run;
+- starts one task per request: a stream connection becomes an :class:`AsyncStream` attached to
+  the loop (``connect_accepted_socket``), a datagram is handed over as is;
+- enforces the stream timeouts (``idle``, ``first_byte``, ``request``) with one periodic sweep
+  over the connections instead of a timer per read;
+- drains on shutdown: stops accepting, waits up to the grace period for the tasks, cancels the
+  rest, and aborts connections still flushing their replies.
+
+Everything here runs on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from typing import Any, Final
+
+from typedserve.aio.handlers import AsyncHandlerFactory, AsyncHandlerLike
+from typedserve.aio.stream import AsyncStream
+from typedserve.counters import FINISHED, SLOW
+from typedserve.drain import DrainReport
+from typedserve.requests import Datagram, StreamRequest
+from typedserve.strategies.base import ServerHost
+
+__all__ = ["RequestTable"]
+
+logger = logging.getLogger("typedserve.server")
+
+_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_BACKOFF_FIRST: Final = 0.01
+_BACKOFF_MAX: Final = 1.0
+_BATCH: Final = 64  # requests taken per readiness callback, so accepting cannot starve I/O
+_CANCEL_WAIT: Final = 1.0  # how long cancelled handlers get to run their ``close``
+_CLOSE_ROUNDS: Final = 100
+_SWEEP_MIN: Final = 0.005
+_SWEEP_MAX: Final = 1.0
+
+
+class RequestTable:
+    """The requests in flight on one event loop (see the module docstring).
+
+    ``host`` is the server as strategies see it: the table takes the config, transport and
+    context from it, passes each request received through ``host.admit`` (counting, access
+    policy), reports handler errors with ``host.report`` and counts finished requests and
+    slow clients in ``host.counters``. ``factory`` is the server's async handler factory.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: ServerHost[Any],
+        factory: AsyncHandlerFactory[Any, Any],
+    ) -> None:
+        config = host.config
+        timeouts = config.timeouts
+        self._loop = loop
+        self._host = host
+        self._transport = host.transport
+        self._counters = host.counters
+        self._factory = factory
+        self._context = host.context
+        self._idle = timeouts.idle
+        self._first_byte = timeouts.first_byte
+        self._limit = config.limits.max_in_flight
+        self._pause_when_full = config.limits.overload == "pause"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._streams: set[AsyncStream] = set()  # connected, handler running: swept
+        self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
+        self._fd = self._transport.fileno()
+        self._reading = False
+        self._accepting = False
+        self._refusing = False  # draining: arrivals are turned away
+        self._refused = 0  # turned away during the drain
+        self._backlog = config.backlog
+        self._fatal: BaseException | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._backoff = 0.0
+        self._resume_handle: asyncio.TimerHandle | None = None
+        configured = [t for t in (timeouts.idle, timeouts.first_byte, timeouts.request) if t]
+        self._sweep_every = (
+            min(_SWEEP_MAX, max(_SWEEP_MIN, min(configured) / 10)) if configured else None
+        )
+        self._sweep_handle: asyncio.TimerHandle | None = None
+
+    # -- accepting -------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests whose handler task has not finished."""
+        return len(self._tasks)
+
+    def start(self, stopped: asyncio.Future[None]) -> None:
+        """Start accepting (and sweeping for timeouts).
+
+        A fatal accept error is set on ``stopped`` (the future ``AsyncIO.run`` waits on).
+        """
+        self._stopped = stopped
+        self._accepting = True
+        self._set_reading(True)
+        if self._sweep_every is not None and self._sweep_handle is None:
+            self._sweep_handle = self._loop.call_later(self._sweep_every, self._sweep)
+
+    def pause(self) -> None:
+        """Stop reading the transport's fd (requests in flight go on; :meth:`start` resumes)."""
+        self._accepting = False
+        self._set_reading(False)
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
+            self._resume_handle = None
+
+    def _set_reading(self, on: bool) -> None:
+        if on == self._reading:
+            return
+        if on:
+            self._loop.add_reader(self._fd, self._on_readable)
+        else:
+            self._loop.remove_reader(self._fd)
+        self._reading = on
+
+    def _on_readable(self) -> None:
+        self._take(_BATCH, pause_when_full=self._pause_when_full and not self._refusing)
+
+    def _take(self, budget: int, *, pause_when_full: bool) -> None:
+        """Receive up to ``budget`` requests: serve them, or turn them away when full/draining."""
+        transport, limit, tasks, host = self._transport, self._limit, self._tasks, self._host
+        for _ in range(budget):
+            full = limit is not None and len(tasks) >= limit
+            if full and pause_when_full:
+                self._set_reading(False)  # resumed by _finished
+                return
+            try:
+                request = transport.receive()
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            if request is None:
+                return
+            self._backoff = 0.0
+            if not host.admit(request):
+                continue
+            if full or self._refusing:
+                self._refused += 1
+                host.reject(request)
+                continue
+            self._start(request)
+
+    def _start(self, request: object) -> None:
+        if isinstance(request, StreamRequest):
+            coro = self._serve_stream(request)
+        elif isinstance(request, Datagram):
+            coro = self._serve_datagram(request)
+        else:
+            self._transport.close_request(request)
+            self._counters.add(FINISHED)
+            raise TypeError(f"AsyncIO serves stream and datagram transports, got {request!r}")
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._counters.add(FINISHED)
+        if (
+            self._accepting
+            and not self._reading
+            and self._resume_handle is None
+            and (self._limit is None or len(self._tasks) < self._limit)
+        ):
+            self._set_reading(True)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in _RESOURCE_ERRNOS:
+            self.pause()
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_exception(exc)
+            return
+        self._backoff = min(_BACKOFF_MAX, self._backoff * 2 or _BACKOFF_FIRST)
+        logger.warning(
+            "accept on %s failed: %s; pausing accepts for %.0f ms",
+            self._transport.address,
+            exc.strerror,
+            self._backoff * 1000,
+        )
+        self._set_reading(False)
+        self._resume_handle = self._loop.call_later(self._backoff, self._resume)
+
+    def _resume(self) -> None:
+        self._resume_handle = None
+        if self._accepting and (self._limit is None or len(self._tasks) < self._limit):
+            self._set_reading(True)
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    async def _serve_stream(self, request: StreamRequest) -> None:
+        sock = request.socket
+        stream = AsyncStream(self._loop, request.peer, idle=self._idle, deadline=request.deadline)
+        try:
+            await self._loop.connect_accepted_socket(lambda: stream, sock)
+        except OSError as exc:  # e.g. reset before the loop saw it: nothing to serve
+            logger.debug("could not attach the connection from %r: %s", request.peer, exc)
+            sock.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        streams = self._streams
+        streams.add(stream)
+        completed = False
+        try:
+            if self._first_byte is None or await stream._wait_first_byte(
+                time.monotonic() + self._first_byte
+            ):
+                await self._run(self._factory(stream, self._context), stream)
+            else:
+                self._counters.add(SLOW)
+                logger.debug("closed %r: nothing received within timeouts.first_byte", stream)
+            completed = True
+        finally:
+            streams.discard(stream)
+            self._release(stream, completed=completed)
+
+    def _release(self, stream: AsyncStream, *, completed: bool) -> None:
+        """Close ``stream``: flush its replies after a normal end, drop them after a cancel."""
+        if not completed:
+            stream.abort()
+            return
+        stream.close()
+        transport = stream._transport
+        if not stream._lost and transport is not None and transport.get_write_buffer_size():
+            self._flushing.add(stream)
+            stream._on_lost = self._flushing.discard
+
+    async def _serve_datagram(self, request: Datagram) -> None:
+        await self._run(self._factory(request, self._context), request)
+
+    async def _run(self, handler: AsyncHandlerLike, request: AsyncStream | Datagram) -> None:
+        """The handler life cycle; handler errors go to the error policy."""
+        try:
+            try:
+                await handler.setup()
+                await handler.handle()
+                await handler.finish()
+            finally:
+                await handler.close()
+        except Exception as exc:
+            self._host.report(exc, request.peer)
+
+    # -- timeouts ----------------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for stream in self._streams:
+            stream._expire_if_due(now)
+        assert self._sweep_every is not None
+        self._sweep_handle = self._loop.call_later(self._sweep_every, self._sweep)
+
+    # -- shutting down -----------------------------------------------------------------------------
+
+    async def drain(self, grace: float) -> DrainReport:
+        """Serve the backlog, wait up to ``grace`` seconds for the tasks, cut the rest.
+
+        Connections (or datagrams) already queued when the drain starts are served (turned
+        away through the busy hook if the table is full); arrivals during the drain are
+        refused cleanly. Tasks still running at the deadline are cancelled (their handlers'
+        ``close`` still runs, for up to one more second) and their connections aborted, as
+        are connections still sending replies, so every socket is closed when this returns.
+        """
+        self.pause()
+        self._refused = 0
+        self._take(max(self._backlog, _BATCH), pause_when_full=False)
+        running = set(self._tasks)
+        self._refusing = True
+        self._set_reading(True)
+        try:
+            pending: set[asyncio.Task[None]] = set()
+            if running:
+                _, pending = await asyncio.wait(running, timeout=grace)
+            await self.close(pending)
+        finally:
+            self._refusing = False
+            self._set_reading(False)
+        return DrainReport(len(running) - len(pending), len(pending), self._refused)
+
+    async def close(self, tasks: set[asyncio.Task[None]] | None = None) -> int:
+        """Cancel ``tasks`` (default: every task), wait for them, abort what is left.
+
+        Returns how many tasks did not end within a second of being cancelled.
+        """
+        self.pause()
+        pending = set(self._tasks) if tasks is None else tasks
+        for task in pending:
+            task.cancel()
+        left: set[asyncio.Task[None]] = set()
+        if pending:
+            _, left = await asyncio.wait(pending, timeout=_CANCEL_WAIT)
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        for stream in [*self._flushing, *self._streams]:
+            stream.abort()
+        for _ in range(_CLOSE_ROUNDS):  # aborted transports close their sockets a round later
+            if not self._flushing:
+                break
+            await asyncio.sleep(0)
+        return len(left)
