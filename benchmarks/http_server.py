@@ -3,7 +3,8 @@
 ``python http_server.py stdlib|compat`` prints the port when ready; fetch ``/small.txt``.
 In ``compat`` mode ``typedserve.compat.install()`` runs before ``http.server`` is imported, so
 ``http.server`` builds on typedserve's ``socketserver``. Both modes use HTTP/1.1 keep-alive,
-the same listen backlog as the echo servers and no per-request logging. The process exits
+``TCP_NODELAY`` (``disable_nagle_algorithm``), the same listen backlog as the echo servers and
+no per-request logging. The process exits
 when stdin closes or after ``--max-seconds``.
 """
 
@@ -41,6 +42,9 @@ def main() -> None:
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body are two writes: with Nagle on, each keep-alive response would wait
+        # for the client's delayed ACK (~40 ms) and both modes would measure that timer.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

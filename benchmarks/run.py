@@ -124,35 +124,29 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def typedserve_strategies() -> tuple[list[str], str]:
-    """The strategy class names in ``typedserve.strategies`` now, and a note when unavailable."""
-    probe = (
-        "import sys, inspect\n"
-        f"sys.path.append({str(REPO)!r})\n"
-        "import typedserve, typedserve.strategies as s\n"
-        "for name in dir(s):\n"
-        "    obj = getattr(s, name)\n"
-        "    if inspect.isclass(obj) and not name.startswith('_') and not inspect.isabstract(obj)"
-        " and obj.__module__.startswith('typedserve.strategies.'):\n"
-        "        try:\n"
-        "            obj()\n"
-        "        except Exception:\n"
-        "            continue\n"
-        "        print(name)\n"
-    )
+def typedserve_strategies() -> tuple[dict[str, int | None], str]:
+    """Strategy class names in ``typedserve.strategies`` now with their default capacity (how
+    many requests they run at once, ``None``: unbounded), and a note when unavailable."""
     try:
         done = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+            [sys.executable, str(HERE / "servers.py"), "list-strategies"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except subprocess.TimeoutExpired:
-        return [], "typedserve import timed out"
+        return {}, "typedserve import timed out"
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return [], f"typedserve not importable: {last}"
-    found = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        return {}, f"typedserve not importable: {last}"
+    found: dict[str, int | None] = {}
+    for line in done.stdout.splitlines():
+        name, _, capacity = line.strip().partition(" ")
+        if name:
+            found[name] = int(capacity) if capacity.isdigit() else None
     ordered = [name for name in KNOWN_STRATEGIES if name in found]
     ordered += sorted(name for name in found if name not in KNOWN_STRATEGIES)
-    return ordered, ""
+    return {name: found[name] for name in ordered}, ""
 
 
 def compat_available() -> bool:
@@ -173,6 +167,7 @@ class ServerSpec:
     family: str  # "c", "stdlib", "asyncio", "typedserve"
     concurrent: bool = True  # serves many connections at once
     idle_ok: bool = True  # can hold thousands of idle connections and answer each
+    capacity: int | None = None  # connections served at once, when bounded
 
     def argv(self, kind: str) -> list[str]:
         if self.family == "c":
@@ -191,6 +186,7 @@ class Scenario:
     metric: str = "req/s"
     higher_better: bool = True
     needs_concurrency: bool = False
+    conns: int = 1  # connections the scenario keeps open at once
 
 
 @dataclass
@@ -214,13 +210,18 @@ class Result:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("echo 64B x1", "tcp", ("echo", "--conns", "1", "--size", "64")),
     Scenario(
-        "echo 1KiB x50", "tcp", ("echo", "--conns", "50", "--size", "1024"), needs_concurrency=True
+        "echo 1KiB x50",
+        "tcp",
+        ("echo", "--conns", "50", "--size", "1024"),
+        needs_concurrency=True,
+        conns=50,
     ),
     Scenario(
         "echo 64KiB x10",
         "tcp",
         ("echo", "--conns", "10", "--size", "65536"),
         needs_concurrency=True,
+        conns=10,
     ),
     Scenario("connect x20", "tcp", ("connect", "--workers", "20")),
     Scenario(
@@ -236,6 +237,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         metric="KiB/conn",
         higher_better=False,
         needs_concurrency=True,
+        conns=IDLE_CONNS,
     ),
     Scenario(
         "shutdown()", "shutdown", baseline="stdlib-TCPServer", metric="ms", higher_better=False
@@ -383,6 +385,8 @@ class Settings:
 
 def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
     result = Result(scenario, server.name)
+    if server.capacity is not None and server.capacity < scenario.conns:
+        result.note = f"serves {server.capacity} of the {scenario.conns} conns at once"
     with started(server.argv(scenario.kind), f"{server.name}-{scenario.kind}", cfg.pin) as (
         pid,
         port,
@@ -633,13 +637,26 @@ def machine_description() -> list[str]:
 # ----------------------------------------------------------------------------- main
 
 
-def build_servers(uvloop_ok: bool, strategies: Sequence[str]) -> list[ServerSpec]:
+def strategy_specs(strategies: dict[str, int | None], uvloop_ok: bool) -> dict[str, int | None]:
+    """Strategy specs, with ``AsyncIO`` split into its stdlib-loop and uvloop variants."""
+    specs: dict[str, int | None] = {}
+    for name, capacity in strategies.items():
+        if name == "AsyncIO":
+            specs["AsyncIO:asyncio"] = capacity
+            if uvloop_ok:
+                specs["AsyncIO:uvloop"] = capacity
+        else:
+            specs[name] = capacity
+    return specs
+
+
+def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[ServerSpec]:
     tcp, udp, both = frozenset({"tcp"}), frozenset({"udp"}), frozenset({"tcp", "udp"})
     servers = [
         ServerSpec("c-epoll", both, "c"),
         ServerSpec("stdlib-TCPServer", tcp, "stdlib", concurrent=False, idle_ok=False),
         ServerSpec("stdlib-ThreadingTCPServer", tcp, "stdlib"),
-        ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False),
+        ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False, capacity=40),
         ServerSpec("stdlib-UDPServer", udp, "stdlib"),
         ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
         ServerSpec("asyncio-streams", tcp, "asyncio"),
@@ -647,14 +664,15 @@ def build_servers(uvloop_ok: bool, strategies: Sequence[str]) -> list[ServerSpec
     ]
     if uvloop_ok:
         servers.append(ServerSpec("uvloop-protocol", both, "asyncio"))
-    for name in strategies:
+    for name, capacity in strategies.items():
         servers.append(
             ServerSpec(
                 f"typedserve-{name}",
                 both,
                 "typedserve",
-                concurrent=name not in SERIAL_STRATEGIES,
-                idle_ok=name not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
+                capacity=capacity,
+                concurrent=name.partition(":")[0] not in SERIAL_STRATEGIES,
+                idle_ok=name.partition(":")[0] not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
             )
         )
     return servers
@@ -681,16 +699,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATTERN",
         help="regex on scenario or server names (repeatable, comma-separated)",
     )
-    parser.add_argument("--duration", type=float, help="seconds per run (default 2, quick 0.5)")
+    parser.add_argument("--duration", type=float, help="seconds per run (default 1.5, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     args = parser.parse_args(argv)
     only = [p for item in args.only for p in item.split(",") if p]
     quick: bool = args.quick
     cfg = Settings(
-        duration=min(max(args.duration or (0.5 if quick else 2.0), 0.1), 60.0),
+        duration=min(max(args.duration or (0.5 if quick else 1.5), 0.1), 60.0),
         repeats=min(max(args.repeats or (1 if quick else 3), 1), 20),
-        warmup=0.0 if quick else 0.25,
+        warmup=0.0 if quick else 0.2,
         shutdown_samples=5 if quick else 20,
         wrk_seconds=1 if quick else 3,
         pin=not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2,
@@ -705,7 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     strategies, ts_note = typedserve_strategies()
     wrk = ensure_wrk()
     compat_ok = compat_available()
-    servers = build_servers(uvloop_ok, strategies)
+    specs = strategy_specs(strategies, uvloop_ok)
+    servers = build_servers(uvloop_ok, specs)
     skipped: list[str] = []
     if not uvloop_ok:
         skipped.append("uvloop-protocol: uvloop could not be installed")
@@ -720,36 +739,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     for scenario in SCENARIOS:
         jobs: list[tuple[str, Any]] = []
+
+        def skip(server: str, why: str, scenario: Scenario = scenario) -> None:
+            if selected(only, scenario.name, server):
+                skipped.append(f"{scenario.name} / {server}: {why}")
+
         if scenario.kind in ("tcp", "udp", "idle"):
             kind = "tcp" if scenario.kind == "idle" else scenario.kind
             for server in servers:
                 if kind not in server.kinds:
                     continue
                 if scenario.needs_concurrency and not server.concurrent:
-                    skipped.append(
-                        f"{scenario.name} / {server.name}: serves one connection at a time"
-                    )
-                    continue
-                if scenario.kind == "idle" and not server.idle_ok:
-                    skipped.append(
-                        f"{scenario.name} / {server.name}: bounded workers or a process per "
-                        "connection cannot hold thousands of idle connections"
-                    )
-                    continue
-                jobs.append((server.name, server))
+                    skip(server.name, "serves one connection at a time")
+                elif scenario.kind == "idle" and not server.idle_ok:
+                    skip(server.name, "bounded workers or a process per connection")
+                else:
+                    jobs.append((server.name, server))
         elif scenario.kind == "shutdown":
             names = ["stdlib-TCPServer", "stdlib-ThreadingTCPServer"]
-            names += [f"typedserve-{s}" for s in strategies]
+            names += [f"typedserve-{s}" for s in specs]
             jobs = [(name, name) for name in names]
         elif scenario.kind == "http":
             if wrk is None:
-                skipped.append("http.server: wrk is not available")
+                skip("*", "wrk is not available")
                 continue
             jobs = [("stdlib http.server", "stdlib")]
             if compat_ok:
                 jobs.append(("typedserve.compat http.server", "compat"))
             else:
-                skipped.append("http.server on typedserve.compat: typedserve.compat not importable")
+                skip("typedserve.compat http.server", "typedserve.compat not importable")
         for name, job in jobs:
             if not selected(only, scenario.name, name):
                 continue

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
+import inspect
 import os
+import pkgutil
 import socket
 import socketserver
 import sys
@@ -188,33 +192,93 @@ def import_typedserve() -> Any:
     return typedserve
 
 
-def run_typedserve(kind: str, strategy_name: str) -> None:
+def discover_strategies() -> dict[str, Any]:
+    """Strategy classes in ``typedserve.strategies`` and its submodules, by class name.
+
+    A class counts when it defines ``submit``, is not abstract or a Protocol, and can be built
+    without arguments; submodules that fail to import (work in progress) are skipped.
+    """
+    import_typedserve()
+    import typedserve.strategies as package
+
+    modules: list[Any] = [package]
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        with contextlib.suppress(Exception):
+            modules.append(importlib.import_module(info.name))
+    found: dict[str, Any] = {}
+    for module in modules:
+        for name, obj in vars(module).items():
+            if (
+                name.startswith("_")
+                or name in found
+                or not inspect.isclass(obj)
+                or not callable(getattr(obj, "submit", None))
+                or inspect.isabstract(obj)
+                or getattr(obj, "_is_protocol", False)
+                or not obj.__module__.startswith("typedserve.")
+            ):
+                continue
+            try:
+                obj()
+            except Exception:
+                continue
+            found[name] = obj
+    return found
+
+
+def make_strategy(spec: str) -> Any:
+    """``Name`` or ``Name:loop`` (``AsyncIO:asyncio``) -> a typedserve strategy instance."""
+    name, _, loop = spec.partition(":")
+    cls = discover_strategies()[name]
+    return cls(loop=loop) if loop else cls()
+
+
+def is_async(strategy: Any) -> bool:
+    """Whether the strategy runs async handlers (``AsyncIO``)."""
+    return type(strategy).__name__ == "AsyncIO"
+
+
+def typedserve_server(kind: str, spec: str) -> Any:
+    """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``."""
     ts = import_typedserve()
-    import typedserve.strategies as strategies
+    strategy = make_strategy(spec)
+    handler: Any
+    if is_async(strategy):
+        from typedserve.aio.handlers import AsyncHandler  # type: ignore[import-not-found,unused-ignore]
 
-    strategy = getattr(strategies, strategy_name)()
+        class AsyncEcho(AsyncHandler):  # type: ignore[misc,type-arg,unused-ignore]
+            async def handle(self) -> None:
+                stream = self.request
+                while data := await stream.read(65536):
+                    stream.write(data)
+                    await stream.drain()
 
-    class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
-        def handle(self) -> None:
-            sock = self.request.socket
-            while data := sock.recv(65536):
-                sock.sendall(data)
+        class AsyncUdpEcho(AsyncHandler):  # type: ignore[misc,type-arg,unused-ignore]
+            async def handle(self) -> None:
+                self.request.reply(self.request.payload)
 
-    class UdpEcho(ts.DatagramHandler):  # type: ignore[misc,name-defined,unused-ignore]
-        def handle(self) -> None:
-            self.request.reply(self.request.payload)
+        handler = AsyncEcho if kind == "tcp" else AsyncUdpEcho
+    else:
 
+        class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+            def handle(self) -> None:
+                sock = self.request.socket
+                while data := sock.recv(65536):
+                    sock.sendall(data)
+
+        class UdpEcho(ts.DatagramHandler):  # type: ignore[misc,name-defined,unused-ignore]
+            def handle(self) -> None:
+                self.request.reply(self.request.payload)
+
+        handler = Echo if kind == "tcp" else UdpEcho
     address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
     config = ts.ServerConfig.model_validate({"address": address, "backlog": BACKLOG})
-    if kind == "tcp":
-        server = ts.Server(
-            config=config, transport=ts.TCPTransport(), strategy=strategy, handler=Echo
-        )
-    else:
-        server = ts.Server(
-            config=config, transport=ts.UDPTransport(), strategy=strategy, handler=UdpEcho
-        )
-    with server:
+    transport = ts.TCPTransport() if kind == "tcp" else ts.UDPTransport()
+    return ts.Server(config=config, transport=transport, strategy=strategy, handler=handler)
+
+
+def run_typedserve(kind: str, spec: str) -> None:
+    with typedserve_server(kind, spec) as server:
         announce(server.address[1])
         server.serve_forever()
 
@@ -224,12 +288,23 @@ def run_typedserve(kind: str, strategy_name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["tcp", "udp"])
-    parser.add_argument("name")
+    parser.add_argument("kind", choices=["tcp", "udp", "list-strategies"])
+    parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     args = parser.parse_args()
     kind: str = args.kind
     name: str = args.name
+    if kind == "list-strategies":  # "Name N": N requests run at once by default ("-": unbounded)
+        for strategy_name, cls in discover_strategies().items():
+            strategy = cls()
+            running = None
+            for attribute in ("max_workers", "max_children", "workers", "capacity"):
+                value = getattr(strategy, attribute, None)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    running = value
+                    break
+            print(strategy_name, "-" if running is None else running)
+        return
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
         run_stdlib(kind, name)

@@ -14,9 +14,9 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from servers import HOST, StdStreamEcho, import_typedserve
+from servers import HOST, StdStreamEcho, typedserve_server
 
 
 class Stoppable(Protocol):
@@ -63,20 +63,8 @@ def sample_stdlib(name: str, requests: int) -> float:
         return timed_shutdown(server, server.server_address[1], requests)
 
 
-def sample_typedserve(strategy_name: str, requests: int) -> float:
-    ts: Any = import_typedserve()
-    import typedserve.strategies as strategies
-
-    class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
-        def handle(self) -> None:
-            sock = self.request.socket
-            while data := sock.recv(65536):
-                sock.sendall(data)
-
-    config = ts.ServerConfig.model_validate({"address": {"kind": "inet", "host": HOST, "port": 0}})
-    strategy = getattr(strategies, strategy_name)()
-    server = ts.Server(config=config, transport=ts.TCPTransport(), strategy=strategy, handler=Echo)
-    with server:
+def sample_typedserve(spec: str, requests: int) -> float:
+    with typedserve_server("tcp", spec) as server:
         return timed_shutdown(server, server.address[1], requests)
 
 
