@@ -28,9 +28,30 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-# The compat conformance suite on every other supported CPython that is present (3.11 ran above).
+# The compat conformance suite on every other supported CPython that is present (3.11 ran above),
+# each in its own .venv-3.1x; stubtest checks typedserve/compat/__init__.pyi on every version.
+COMPAT_VERSIONS := 3.12 3.13
+STUBTEST := -m mypy.stubtest typedserve.compat --allowlist stubs/stubtest-allowlist.txt
+
 compat-versions: $(STAMP)
-	@true
+	$(BIN)/python $(STUBTEST)
+	@set -e; for v in $(COMPAT_VERSIONS); do \
+	  py=""; for c in $$(command -v python$$v) /root/.pyenv/versions/$$v*/bin/python$$v; do \
+	    if [ -x "$$c" ] && "$$c" -c 'import sys' >/dev/null 2>&1; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "compat-versions: python$$v not found, skipped"; continue; fi; \
+	  venv=.venv-$$v; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    echo "compat-versions: creating $$venv with $$py"; \
+	    "$$py" -m venv $$venv; \
+	    $$venv/bin/python -m pip install -q --upgrade pip; \
+	    $$venv/bin/python -m pip install -q -e '.[dev]'; \
+	    touch $$venv/.installed; \
+	  fi; \
+	  echo "compat-versions: Python $$v"; \
+	  $$venv/bin/python -m pytest tests/compat -q; \
+	  $$venv/bin/python $(STUBTEST); \
+	done
 
 # Side-by-side benchmarks against the stdlib, asyncio and uvloop (see benchmarks/README.md).
 bench: $(STAMP)
