@@ -477,10 +477,18 @@ def measure_shutdown(scenario: Scenario, name: str, cfg: Settings) -> Result:
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"shutdown_latency failed: {done.stderr.strip()[-500:]}")
-    samples = [float(v) for v in json.loads(lines[-1])["samples_ms"]]
-    # One "repeat" is the median of the samples; min/max come from the samples themselves.
+    out = json.loads(lines[-1])
+    samples = [float(v) for v in out["samples_ms"]]
+    # The median, min and max are over the samples themselves.
     result.values = samples
     result.note = f"{len(samples)} samples"
+    close_ms: list[float] = out.get("close_ms", [])
+    if close_ms:
+        result.note += f"; then close() {close_ms[0]:.1f} ms"
+    close_errors: list[str] = out.get("close_errors", [])
+    if close_errors:
+        result.errors = len(close_errors)
+        result.note += f"; close() raised {close_errors[0][:60]}"
     return result
 
 
@@ -556,6 +564,14 @@ HEADER = (
 )
 
 
+def bottleneck(r: Result) -> str:
+    """Flag runs where the generator, not the server, used up its core."""
+    if not r.gen_cpu or not r.srv_cpu:
+        return ""
+    gen, srv = statistics.median(r.gen_cpu), statistics.median(r.srv_cpu)
+    return "generator-bound" if gen >= 90 and srv < 85 else ""
+
+
 def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
     by_key = {(r.scenario.name, r.server): r for r in results}
     rows: list[tuple[str, ...]] = []
@@ -585,7 +601,7 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
                 lat,
                 f"{r.errors}/{r.loss}" if r.values else "-",
                 cpu,
-                r.note,
+                "; ".join(n for n in (r.note, bottleneck(r)) if n),
             )
         )
     return rows

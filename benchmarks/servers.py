@@ -195,8 +195,9 @@ def import_typedserve() -> Any:
 def discover_strategies() -> dict[str, Any]:
     """Strategy classes in ``typedserve.strategies`` and its submodules, by class name.
 
-    A class counts when it defines ``submit``, is not abstract or a Protocol, and can be built
-    without arguments; submodules that fail to import (work in progress) are skipped.
+    A class counts when it has ``in_flight`` and ``submit`` or ``run``, is neither abstract nor
+    a Protocol, and can be built without arguments; submodules that fail to import (work in
+    progress) are skipped.
     """
     import_typedserve()
     import typedserve.strategies as package
@@ -212,7 +213,10 @@ def discover_strategies() -> dict[str, Any]:
                 name.startswith("_")
                 or name in found
                 or not inspect.isclass(obj)
-                or not callable(getattr(obj, "submit", None))
+                or not hasattr(obj, "in_flight")
+                or not (
+                    callable(getattr(obj, "submit", None)) or callable(getattr(obj, "run", None))
+                )
                 or inspect.isabstract(obj)
                 or getattr(obj, "_is_protocol", False)
                 or not obj.__module__.startswith("typedserve.")

@@ -2,7 +2,10 @@
 
 For each sample: start the server's ``serve_forever`` in a thread, serve a few echo requests
 from this thread, then time the ``shutdown()`` call until it returns. Prints one JSON line
-``{"server": NAME, "samples_ms": [...]}``. NAME is ``stdlib-TCPServer``,
+``{"server": NAME, "samples_ms": [...], "close_errors": [...], "close_ms": [...]}``: the
+exceptions raised by the server's ``close()`` after a sample, and for typedserve how long the
+first sample's ``close()`` with the default ``shutdown.grace`` took (later samples close with
+``grace=0``, as nothing is in flight by then). NAME is ``stdlib-TCPServer``,
 ``stdlib-ThreadingTCPServer`` or ``typedserve-<Strategy>``.
 """
 
@@ -63,9 +66,23 @@ def sample_stdlib(name: str, requests: int) -> float:
         return timed_shutdown(server, server.server_address[1], requests)
 
 
-def sample_typedserve(spec: str, requests: int) -> float:
-    with typedserve_server("tcp", spec) as server:
+def sample_typedserve(
+    spec: str, requests: int, close_errors: list[str], close_ms: list[float] | None = None
+) -> float:
+    """One sample. The server is then closed with ``grace=0`` (nothing is in flight), or with
+    the default grace, timed into ``close_ms``, when that list is given. An exception from
+    ``close()`` is recorded in ``close_errors``, not raised."""
+    server = typedserve_server("tcp", spec)
+    try:
         return timed_shutdown(server, server.address[1], requests)
+    finally:
+        start = time.perf_counter()
+        try:
+            server.close() if close_ms is not None else server.close(grace=0)
+        except Exception as exc:
+            close_errors.append(f"{type(exc).__name__}: {exc}")
+        if close_ms is not None:
+            close_ms.append((time.perf_counter() - start) * 1000.0)
 
 
 def main() -> None:
@@ -76,12 +93,22 @@ def main() -> None:
     args = parser.parse_args()
     name: str = args.name
     samples: list[float] = []
-    for _ in range(max(1, min(args.samples, 1000))):
+    close_errors: list[str] = []
+    close_ms: list[float] = []  # the first sample's close() with the default grace
+    for index in range(max(1, min(args.samples, 1000))):
         if name.startswith("typedserve-"):
-            samples.append(sample_typedserve(name.removeprefix("typedserve-"), args.requests))
+            spec = name.removeprefix("typedserve-")
+            timed_close = close_ms if index == 0 else None
+            samples.append(sample_typedserve(spec, args.requests, close_errors, timed_close))
         else:
             samples.append(sample_stdlib(name, args.requests))
-    print(json.dumps({"server": name, "samples_ms": samples}), flush=True)
+    result = {
+        "server": name,
+        "samples_ms": samples,
+        "close_errors": close_errors,
+        "close_ms": close_ms,
+    }
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
