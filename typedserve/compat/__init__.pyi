@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Generic, Self, TypeAlias
 from _typeshed import ReadableBuffer
 from typing_extensions import TypeVar
 
+from typedserve.handlers import SocketWriter
+
 __version__: str
 
 # The stdlib's names, in the stdlib's order.
@@ -239,8 +241,8 @@ class StreamRequestHandler(BaseRequestHandler[_ServerT]):
     rfile: BufferedIOBase
     wfile: BufferedIOBase
 
-class _SocketWriter(BufferedIOBase):
-    """An unbuffered writable ``BufferedIOBase`` over a socket."""
+class _SocketWriter(SocketWriter):
+    """An unbuffered writable ``BufferedIOBase`` over a socket (the core's ``SocketWriter``)."""
 
     _sock: _socket
     def __init__(self, sock: _socket) -> None: ...

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from io import BufferedIOBase, BytesIO
+from io import BytesIO
 from typing import Any
+
+from typedserve.handlers import SocketWriter
 
 _PUBLIC_MODULE = "typedserve.compat"
 
@@ -81,29 +83,27 @@ class StreamRequestHandler(BaseRequestHandler):
         self.rfile.close()
 
 
-class _SocketWriter(BufferedIOBase):
+class _SocketWriter(SocketWriter):
     """An unbuffered writable ``BufferedIOBase`` over a socket: every write is a ``sendall``.
 
-    ``sendall`` resumes after signals (PEP 475), so a write is never partial; ``fileno()`` is
-    the socket's.
+    The core's :class:`typedserve.handlers.SocketWriter` without a deadline: ``sendall``
+    resumes after signals (PEP 475), so a write is never partial; ``fileno()`` is the socket's.
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+        super().__init__(sock)
 
     def writable(self) -> bool:
         """Always true."""
-        return True
+        return super().writable()
 
-    def write(self, b: Any) -> int:
+    def write(self, b: Any) -> int:  # the stdlib's parameter name
         """Send all of ``b``; return its size in bytes."""
-        self._sock.sendall(b)
-        with memoryview(b) as view:
-            return view.nbytes
+        return super().write(b)
 
     def fileno(self) -> int:
         """The socket's file descriptor."""
-        return self._sock.fileno()
+        return super().fileno()
 
 
 class DatagramRequestHandler(BaseRequestHandler):
