@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, cast
 
 from typedserve.requests import PeerAddress
@@ -65,6 +65,7 @@ class AsyncStream(asyncio.Protocol):
         "_on_lost",
         "_read_error",
         "_read_paused",
+        "_ready",
         "_transport",
         "_waiter",
         "_want",
@@ -77,6 +78,7 @@ class AsyncStream(asyncio.Protocol):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Future[None],
         peer: PeerAddress,
         *,
         idle: float | None = None,
@@ -95,8 +97,9 @@ class AsyncStream(asyncio.Protocol):
         self._lost = False
         self._read_error: BaseException | None = None
         self._write_error: BaseException | None = None
-        self._waiter: asyncio.Future[bytes | None] | None = None
-        self._want = 0  # >0: the pending read takes a lone chunk of up to this many bytes as is
+        self._waiter: asyncio.Future[bytes] | None = None
+        self._ready = ready
+        self._want = 0  # >0: the pending read is resolved with up to this many bytes
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._write_paused = False
@@ -105,25 +108,28 @@ class AsyncStream(asyncio.Protocol):
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Awaitable[bytes]:
         """Up to ``n`` bytes as soon as any are available; ``b""`` at end of stream.
 
-        ``n=-1`` reads until the end of the stream.
+        ``n=-1`` reads until the end of the stream. Await the result at once: errors (a reset
+        connection, an expired deadline) may be raised by the call itself.
         """
         if self._read_error is not None:
             raise self._read_error
+        if n > 0 and not self._buffer and not self._eof:
+            # The common case of a request/response protocol: the future is resolved with the
+            # next chunk itself (see data_received), with no coroutine in between.
+            return self._wait(n)
+        return self._read_available(n)
+
+    async def _read_available(self, n: int) -> bytes:
         if n < 0:
             while not self._eof:
                 await self._wait(0)
             return self._take(len(self._buffer))
-        buffer = self._buffer
-        if not buffer and n:
-            if self._eof:
-                return b""
-            data = await self._wait(n)
-            if data is not None:
-                return data
-        return self._take(min(n, len(buffer)))
+        if not self._buffer:
+            return b"" if n == 0 or self._eof else await self._wait(n)
+        return self._take(min(n, len(self._buffer)))
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
@@ -205,31 +211,28 @@ class AsyncStream(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
-    async def _wait(self, want: int) -> bytes | None:
-        """Wait for the next ``data_received`` (or EOF, loss, timeout).
+    def _wait(self, want: int) -> asyncio.Future[bytes]:
+        """A future resolved by the next ``data_received`` (or EOF, loss, timeout).
 
-        With ``want > 0`` a chunk of at most ``want`` bytes arriving into an empty buffer is
-        returned as is instead of being buffered (the zero-copy path of :meth:`read`).
+        With ``want > 0`` (a :meth:`read` into an empty buffer) it is resolved with the data
+        itself, at most ``want`` bytes; otherwise with ``b""`` once more data is buffered.
         """
-        if self._waiter is not None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
             raise RuntimeError(f"another task is already reading from {self.peer!r}")
-        if self._lost:
-            self._eof = True
-            return None
         if self._read_paused:  # the reader needs more than the high-water mark: let it in
             self._read_paused = False
-            self._transport.resume_reading()  # type: ignore[union-attr]  # not lost: connected
+            if self._transport is not None:
+                self._transport.resume_reading()
         if self._expires == _NO_EXPIRY and self._idle is not None:
             self._expires, self._expired = time.monotonic() + self._idle, "idle"
-        waiter: asyncio.Future[bytes | None] = self._loop.create_future()
+        waiter = self._loop.create_future()
+        if self._lost:
+            waiter.set_result(b"")
+            return waiter
         self._waiter = waiter
         self._want = want
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-            self._want = 0
-            self._expires = _NO_EXPIRY
+        return waiter
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -247,17 +250,25 @@ class AsyncStream(asyncio.Protocol):
         assert self._transport is not None
         self._transport.writelines(data)
 
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
+    def drain(self) -> Awaitable[None]:
+        """Wait until the transport's write buffer is below its high-water mark.
+
+        Await the result at once: a lost connection or an expired deadline may be raised by
+        the call itself.
+        """
         if self._write_error is not None:
             raise self._write_error
         if not self._write_paused:
-            return
+            return self._ready
+        return self._wait_writable()
+
+    async def _wait_writable(self) -> None:
         if self._drain_waiter is not None:
             raise RuntimeError(f"another task is already draining the stream to {self.peer!r}")
         if self._idle is not None:
             self._expires, self._expired = time.monotonic() + self._idle, "idle"
-        self._drain_waiter = waiter = self._loop.create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._drain_waiter = waiter
         try:
             await waiter
         finally:
@@ -290,17 +301,26 @@ class AsyncStream(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        """Buffer ``data`` (or hand it straight to a waiting :meth:`read`) and wake the reader."""
-        waiter = self._waiter
+        """Hand ``data`` to a waiting :meth:`read`, or buffer it and wake the reader."""
         buffer = self._buffer
-        if waiter is not None and not waiter.done():
-            if self._want and not buffer and len(data) <= self._want:
+        waiter = self._waiter
+        if waiter is None:
+            buffer += data
+        else:
+            self._waiter = None
+            self._expires = _NO_EXPIRY
+            want = self._want
+            if waiter.done():  # the reader was cancelled
+                buffer += data
+            elif not want:
+                buffer += data
+                waiter.set_result(b"")
+            elif len(data) <= want:  # the buffer is empty while a read waits
                 waiter.set_result(data)
                 return
-            buffer += data
-            waiter.set_result(None)
-        else:
-            buffer += data
+            else:
+                waiter.set_result(data[:want])
+                buffer += memoryview(data)[want:]
         if len(buffer) > _HIGH_WATER and not self._read_paused and self._transport is not None:
             self._read_paused = True
             self._transport.pause_reading()
@@ -342,9 +362,12 @@ class AsyncStream(asyncio.Protocol):
 
     def _wake(self, exc: BaseException | None) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if waiter.done():
+                pass
+            elif exc is None:
+                waiter.set_result(b"")
             else:
                 waiter.set_exception(exc)
 

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Final
 
-from typedserve.aio.handlers import AsyncHandlerFactory, AsyncHandlerLike
+from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.stream import AsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
@@ -72,6 +72,8 @@ class RequestTable:
         self._first_byte = timeouts.first_byte
         self._limit = config.limits.max_in_flight
         self._pause_when_full = config.limits.overload == "pause"
+        self._ready: asyncio.Future[None] = loop.create_future()  # what a free drain() returns
+        self._ready.set_result(None)
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
@@ -202,7 +204,9 @@ class RequestTable:
 
     async def _serve_stream(self, request: StreamRequest) -> None:
         sock = request.socket
-        stream = AsyncStream(self._loop, request.peer, idle=self._idle, deadline=request.deadline)
+        stream = AsyncStream(
+            self._loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
+        )
         try:
             await self._loop.connect_accepted_socket(lambda: stream, sock)
         except OSError as exc:  # e.g. reset before the loop saw it: nothing to serve
@@ -219,7 +223,18 @@ class RequestTable:
             if self._first_byte is None or await stream._wait_first_byte(
                 time.monotonic() + self._first_byte
             ):
-                await self._run(self._factory(stream, self._context), stream)
+                # The life cycle is written out here and in _serve_datagram rather than shared:
+                # each coroutine level costs a frame resumption on every wake-up.
+                try:
+                    handler = self._factory(stream, self._context)
+                    try:
+                        await handler.setup()
+                        await handler.handle()
+                        await handler.finish()
+                    finally:
+                        await handler.close()
+                except Exception as exc:
+                    self._host.report(exc, stream.peer)
             else:
                 self._counters.add(SLOW)
                 logger.debug("closed %r: nothing received within timeouts.first_byte", stream)
@@ -240,11 +255,8 @@ class RequestTable:
             stream._on_lost = self._flushing.discard
 
     async def _serve_datagram(self, request: Datagram) -> None:
-        await self._run(self._factory(request, self._context), request)
-
-    async def _run(self, handler: AsyncHandlerLike, request: AsyncStream | Datagram) -> None:
-        """The handler life cycle; handler errors go to the error policy."""
         try:
+            handler = self._factory(request, self._context)
             try:
                 await handler.setup()
                 await handler.handle()
