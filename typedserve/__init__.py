@@ -15,6 +15,7 @@ strategy and a handler generic over the request type::
         server.serve_forever()
 """
 
+from typedserve.aio import AsyncHandler, AsyncHandlerFactory, AsyncStream
 from typedserve.config import (
     Address,
     FDAddress,
@@ -38,7 +39,14 @@ from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, Stream
 from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
 from typedserve.requests import Datagram, PeerAddress, StreamRequest
 from typedserve.server import Server, ServerStats
-from typedserve.strategies import ForkPerRequest, Inline, Strategy, ThreadPerRequest, ThreadPool
+from typedserve.strategies import (
+    AsyncIO,
+    ForkPerRequest,
+    Inline,
+    Strategy,
+    ThreadPerRequest,
+    ThreadPool,
+)
 from typedserve.transports import (
     TCPTransport,
     Transport,
@@ -53,6 +61,10 @@ __all__ = [
     "AccessPolicy",
     "Address",
     "AllowNetworks",
+    "AsyncHandler",
+    "AsyncHandlerFactory",
+    "AsyncIO",
+    "AsyncStream",
     "BindError",
     "BusyPolicy",
     "ConfigError",
