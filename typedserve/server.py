@@ -31,7 +31,7 @@ from typedserve.errors import ServerClosedError
 from typedserve.handlers import HandlerFactory
 from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
-from typedserve.strategies.base import Strategy
+from typedserve.strategies.base import ListenerOnDrain, Strategy
 from typedserve.strategies.inline import Inline
 from typedserve.transports.base import Transport
 
@@ -612,15 +612,19 @@ class Server(Generic[RequestT, StateT]):
 
     # -- draining --------------------------------------------------------------------------------
 
-    def _drain(self, grace: float) -> DrainReport:
-        """The default drain (see :meth:`shutdown`), on the thread that owns the loop now."""
+    def _drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
+        """The default drain (see :meth:`shutdown` and ``ServerHost.drain``), on the thread
+        that owns the loop now."""
         deadline = time.monotonic() + grace
-        strategy, counters = self.strategy, self._counters
-        finished_before = counters.totals().finished
+        strategy, row = self.strategy, self._counters.row
         self._resume_at, self._paused = None, False
-        self._set_listening(True)
-        refused_before = counters.row[REJECTED]
-        self._take_backlog(deadline)
+        backlog = listener != "leave"
+        self._set_listening(backlog)
+        in_flight_before, refused_before = strategy.in_flight, row[REJECTED]
+        taken = self._take_backlog(deadline) if backlog else 0
+        if listener == "release":
+            self._host.release_listener()
+            backlog = False
         self._draining = True
         try:
             while strategy.in_flight and (left := deadline - time.monotonic()) > 0:
@@ -628,21 +632,22 @@ class Server(Generic[RequestT, StateT]):
                 if strategy.in_flight:
                     self._run_once(left)
             still_running = strategy.in_flight
-            completed = counters.totals().finished - finished_before
             self._cutting = bool(still_running)
             for request in list(self._live.values()):
                 cut(request)
-            self._refuse_backlog()
+            if backlog:
+                self._refuse_backlog()
         finally:
             self._draining = False
-        refused = counters.row[REJECTED] - refused_before
-        return DrainReport(completed, still_running, refused)
+        completed = in_flight_before + taken - still_running
+        return DrainReport(completed, still_running, row[REJECTED] - refused_before)
 
-    def _take_backlog(self, deadline: float) -> None:
-        """Serve what was already queued when the stop came (bounded by the backlog size)."""
+    def _take_backlog(self, deadline: float) -> int:
+        """Serve what was already queued when the stop came (bounded by the backlog size);
+        return how many requests were dispatched."""
         self._shutdown_requested = False  # let _dispatch_ready run; nothing else loops now
+        budget = total = max(self.config.backlog, _BATCH)
         try:
-            budget = max(self.config.backlog, _BATCH)
             while budget > 0 and time.monotonic() < deadline:
                 taken = self._dispatch_ready(min(budget, _BATCH))
                 if not taken or self._paused:
@@ -653,6 +658,7 @@ class Server(Generic[RequestT, StateT]):
         if self._paused:  # the strategy is full: what is still queued will be refused
             self._paused = False
             self._set_listening(True)
+        return total - budget
 
     def _refuse_backlog(self) -> None:
         """Take every request waiting in the backlog and refuse it cleanly (bounded)."""
@@ -798,8 +804,8 @@ class _Host(Generic[RequestT]):
     def run_loop(self) -> None:
         self._server._run_loop()
 
-    def drain(self, grace: float) -> DrainReport:
-        return self._server._drain(grace)
+    def drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
+        return self._server._drain(grace, listener)
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         selector = self._server._selector
@@ -821,10 +827,26 @@ class _Host(Generic[RequestT]):
         if not keep_listener:
             _close_fd_only(server.transport)
 
+    def renew_loop(self) -> None:
+        server = self._server
+        old = server._selector
+        if old is None:
+            raise ServerClosedError("the server is not bound")
+        old.close()  # only this process's fd: the parent's epoll instance is untouched
+        server._waker.close()
+        server._waker = Waker()
+        server._selector = selectors.DefaultSelector()
+        server._selector.register(server._waker.fileno(), selectors.EVENT_READ, _WAKER)
+        if server._listening:
+            server._selector.register(server.transport.fileno(), selectors.EVENT_READ, _LISTENER)
+
+    def release_listener(self) -> None:
+        self._server._set_listening(False)
+        _close_fd_only(self._server.transport)
+
     def rebind(self, config: ServerConfig) -> None:
         server = self._server
-        server._set_listening(False)
-        _close_fd_only(server.transport)
+        self.release_listener()
         server.transport.bind(config)
         server.transport.activate()
         server._set_listening(True)
@@ -832,9 +854,13 @@ class _Host(Generic[RequestT]):
 
 def _close_fd_only(transport: Transport[Any]) -> None:
     """Close this process's copy of the listening fd without the transport's cleanup (which
-    would unlink a Unix socket file another process still serves)."""
-    fd = transport.fileno()
+    would unlink a Unix socket file another process still serves). Idempotent."""
+    try:
+        fd = transport.fileno()
+    except ServerClosedError:
+        return
     sock = getattr(transport, "socket", None)
     if isinstance(sock, socket.socket):
         sock.detach()  # the socket object forgets the fd, so it never closes a reused number
-    os.close(fd)
+    if fd >= 0:
+        os.close(fd)

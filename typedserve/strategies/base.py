@@ -47,7 +47,7 @@ Errors: an exception out of ``run`` or ``drain`` propagates out of ``serve_forev
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext
@@ -57,7 +57,10 @@ from typedserve.handlers import HandlerFactory
 from typedserve.requests import PeerAddress, RequestT
 from typedserve.transports.base import Transport
 
-__all__ = ["ServerHost", "Strategy"]
+__all__ = ["ListenerOnDrain", "ServerHost", "Strategy"]
+
+ListenerOnDrain: TypeAlias = Literal["refuse", "leave", "release"]
+"""What a drain does with the listening socket (see :meth:`ServerHost.drain`)."""
 
 T = TypeVar("T")
 
@@ -123,8 +126,15 @@ class ServerHost(Protocol[RequestT]):
     def run_loop(self) -> None:
         """The server's own selector loop, dispatching through the strategy, until stopping."""
 
-    def drain(self, grace: float) -> DrainReport:
-        """The server's own drain for dispatching strategies (see :meth:`Strategy.drain`)."""
+    def drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
+        """The server's own drain for dispatching strategies (see :meth:`Strategy.drain`).
+
+        ``listener`` says what happens to the listening socket: ``"refuse"`` (the server is
+        stopping) serves the backlog and refuses later arrivals; ``"leave"`` (a worker
+        retiring while others share its socket) stops watching it and takes nothing;
+        ``"release"`` (a worker retiring from a ``SO_REUSEPORT`` group) serves its own
+        backlog, then closes its socket so the kernel sends new connections to the others.
+        """
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback()`` on the loop thread whenever ``fd`` is readable (while looping)."""
@@ -138,6 +148,14 @@ class ServerHost(Protocol[RequestT]):
         The listening socket is kept when ``keep_listener`` is true (a datagram's reply goes
         out through it); it is closed without unlinking a Unix socket file.
         """
+
+    def renew_loop(self) -> None:
+        """In a forked child that will run the loop: replace the selector and wake-up pair
+        inherited from the parent (kernel objects the two processes would otherwise share)."""
+
+    def release_listener(self) -> None:
+        """Stop watching and close this process's copy of the listening socket (fd only, no
+        cleanup); a supervisor whose workers bind their own ``SO_REUSEPORT`` sockets."""
 
     def rebind(self, config: ServerConfig) -> None:
         """Replace the listening endpoint with a new one bound for ``config`` (a prefork worker
