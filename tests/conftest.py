@@ -47,6 +47,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, "typedserve")
+    config.addinivalue_line(
+        "markers",
+        "strategy_xfail(name, reason): a known bug of one strategy; that parametrisation is "
+        "a strict xfail (it must fail until the bug is fixed)",
+    )
+
+
+_STRATEGY_PARAMS = ("strategy_name", "in_process_strategy_name")  # fixtures naming one
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Apply ``strategy_xfail`` marks to the parametrisations running the named strategy."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for mark in item.iter_markers("strategy_xfail"):
+            if mark.args[0] in (params.get(name) for name in _STRATEGY_PARAMS):
+                item.add_marker(pytest.mark.xfail(strict=True, reason=mark.kwargs["reason"]))
 
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -226,6 +243,19 @@ def datagram_case(request: pytest.FixtureRequest) -> TransportCase:
     """Every datagram transport x address kind."""
     case: TransportCase = request.param
     return case
+
+
+def _diagonal(cases: list[TransportCase]) -> list[tuple[TransportCase, str]]:
+    """Every case with ``Inline``, and every other in-process strategy with the first case."""
+    pairs = [(case, "Inline") for case in cases]
+    return pairs + [(cases[0], name) for name in IN_PROCESS_STRATEGIES if name != "Inline"]
+
+
+@pytest.fixture(params=_diagonal(STREAM_CASES), ids=lambda pair: f"{pair[0]}-{pair[1]}")
+def stream_case_and_strategy(request: pytest.FixtureRequest) -> tuple[TransportCase, str]:
+    """A cheaper matrix for slow tests: each stream case once, each in-process strategy once."""
+    pair: tuple[TransportCase, str] = request.param
+    return pair
 
 
 @pytest.fixture

@@ -40,17 +40,15 @@ def timeout_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 
 @pytest.mark.parametrize("setting", ["idle", "request"])
 def test_a_client_that_stops_sending_is_cut_off(
-    stream_case: TransportCase,
-    in_process_strategy_name: str,
+    stream_case_and_strategy: tuple[TransportCase, str],
     make_server: MakeServer,
     setting: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    case, strategy = stream_case_and_strategy
     seen: list[str] = []
     timeouts = Timeouts(**{setting: SHORT})
-    server = make_server(
-        stream_case, EchoLines, strategy=in_process_strategy_name, state=seen, timeouts=timeouts
-    )
+    server = make_server(case, EchoLines, strategy=strategy, state=seen, timeouts=timeouts)
     with serve_in_thread(server), connect(server) as client:
         client.sendall(b"one\n")
         # ...then silence: the handler's next read times out and the connection is closed.
@@ -79,13 +77,14 @@ def test_request_deadline_covers_the_whole_request_not_each_read(
 
 
 def test_silent_client_is_closed_before_the_handler_runs(
-    stream_case: TransportCase, in_process_strategy_name: str, make_server: MakeServer
+    stream_case_and_strategy: tuple[TransportCase, str], make_server: MakeServer
 ) -> None:
+    case, strategy = stream_case_and_strategy
     seen: list[str] = []
     server = make_server(
-        stream_case,
+        case,
         EchoLines,
-        strategy=in_process_strategy_name,
+        strategy=strategy,
         state=seen,
         timeouts=Timeouts(first_byte=SHORT),
     )
