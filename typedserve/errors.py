@@ -35,7 +35,7 @@ class BindError(TypedServeError, OSError):
     the fix.
     """
 
-    def __init__(self, errno: int | None, message: str, address: object) -> None:
+    def __init__(self, errno: int | None, message: str, address: object = None) -> None:
         super().__init__(errno, message)
         self.address = address
 

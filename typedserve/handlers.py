@@ -6,7 +6,7 @@ Life cycle, run by the server on whichever thread or process the strategy chose:
     try:
         handler.setup()
         handler.handle()
-        handler.finish()     # only when setup and handle returned normally (as in socketserver)
+        handler.finish()     # only when setup and handle returned normally
     finally:
         handler.close()      # always: release what setup acquired
 
@@ -14,6 +14,11 @@ Life cycle, run by the server on whichever thread or process the strategy chose:
 the reply), so it is skipped after an error: a half-built reply is never sent. ``close``
 releases resources and runs even after an exception, so nothing leaks. An exception from any
 step goes to the server's error policy (logged with the peer by default); the server goes on.
+
+This is the seed documentation's contract ("if setup or handle raise an exception, finish will
+not be called"). Today's stdlib ``socketserver`` calls ``finish`` in a ``finally`` instead, so
+a ``StreamRequestHandler`` flushes a half-written reply after an error; ``typedserve.compat``
+keeps that stdlib behaviour for old code, and the typed API splits the two jobs.
 """
 
 from __future__ import annotations
