@@ -38,15 +38,17 @@ from typedserve.config import Address
 from typedserve.handlers import HandlerFactory
 from typedserve.policies import AccessPolicy, ErrorPolicy
 from typedserve.strategies import Strategy
+from typedserve.testing.plugin import short_tmp_dir as short_tmp_dir
+from typedserve.testing.plugin import typedserve_leak_check as typedserve_leak_check
+from typedserve.testing.plugin import unix_socket_path as unix_socket_path
 from typedserve.transports import Transport
+
+# The plugin's fixtures, re-exported: the pytest11 entry point registers the plugin only when
+# typedserve is installed, and registering it here as well would clash with that.
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Load the typedserve plugin when typedserve is not installed (no entry point then)."""
-    from typedserve.testing import plugin
-
-    if not config.pluginmanager.is_registered(plugin):
-        config.pluginmanager.register(plugin, "typedserve")
+    """Register this suite's markers."""
     config.addinivalue_line(
         "markers",
         "strategy_xfail(name, reason): a known bug of one strategy; that parametrisation is "
