@@ -634,6 +634,14 @@ def render_markdown(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(out)
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages, e.g. ``"0.12 0.30 0.25"``."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def machine_description() -> list[str]:
     uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     model = "unknown"
@@ -729,6 +737,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrk_seconds=1 if quick else 3,
         pin=not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2,
     )
+    load_before = load_average()
+    busy = float(load_before.split()[0]) if load_before != "?" else 0.0
+    if busy >= 1.0:
+        log(f"warning: load average {load_before} before starting: other work competes")
     started_at = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -809,7 +821,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if skipped:
         print("\nskipped:\n" + "\n".join(f"  - {s}" for s in skipped))
-    print(f"\ntotal wall time: {wall:.0f} s")
+    load_after = load_average()
+    print(f"\ntotal wall time: {wall:.0f} s; load average before {load_before}, after {load_after}")
+    if busy >= 1.0:
+        print("warning: the machine was busy before the run started; numbers are noisy")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = [
@@ -823,6 +838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
         f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
         f"- total wall time: {wall:.0f} s",
+        f"- load average (1/5/15 min): before {load_before}, after {load_after}"
+        " (the suite itself keeps both CPUs busy; a high value before means other work"
+        " competed and the numbers are noisy)",
         "",
         "How to read this table: see `benchmarks/README.md`.",
         "",
