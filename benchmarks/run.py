@@ -642,6 +642,24 @@ def load_average() -> str:
         return "?"
 
 
+def cpu_busy_percent(interval: float = 1.0) -> float:
+    """How busy all CPUs were over ``interval`` seconds (0-100), from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total1 - total0
+    return 100.0 * (1 - (idle1 - idle0) / total) if total > 0 else 0.0
+
+
 def machine_description() -> list[str]:
     uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     model = "unknown"
@@ -738,9 +756,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pin=not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2,
     )
     load_before = load_average()
-    busy = float(load_before.split()[0]) if load_before != "?" else 0.0
-    if busy >= 1.0:
-        log(f"warning: load average {load_before} before starting: other work competes")
+    busy = cpu_busy_percent()
+    if busy >= 20:
+        log(f"warning: the CPUs were {busy:.0f}% busy before starting: other work competes")
     started_at = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -823,8 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nskipped:\n" + "\n".join(f"  - {s}" for s in skipped))
     load_after = load_average()
     print(f"\ntotal wall time: {wall:.0f} s; load average before {load_before}, after {load_after}")
-    if busy >= 1.0:
-        print("warning: the machine was busy before the run started; numbers are noisy")
+    if busy >= 20:
+        print(f"warning: the CPUs were {busy:.0f}% busy before the run; numbers are noisy")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = [
@@ -838,9 +856,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
         f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
         f"- total wall time: {wall:.0f} s",
-        f"- load average (1/5/15 min): before {load_before}, after {load_after}"
-        " (the suite itself keeps both CPUs busy; a high value before means other work"
-        " competed and the numbers are noisy)",
+        f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
+        f" numbers are noisy); load average (1/5/15 min) before {load_before},"
+        f" after {load_after}",
         "",
         "How to read this table: see `benchmarks/README.md`.",
         "",
@@ -855,4 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # every server and generator was stopped on the way out
+        sys.exit(130)
