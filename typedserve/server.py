@@ -239,6 +239,7 @@ class Server(Generic[RequestT, StateT]):
         self._selector: selectors.BaseSelector | None = None
         self._waker = Waker()
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self._stopped = threading.Event()
         self._stopped.set()
         self._serving = threading.Event()
@@ -314,7 +315,7 @@ class Server(Generic[RequestT, StateT]):
         report = None
         if self._selector is not None:
             grace = self.config.shutdown.grace if grace is None else grace
-            report = self._graceful(grace) if not self._drained else self._report_last
+            report = self._graceful(grace)
         left = self.strategy.close(_RELEASE_WAIT)
         if left:
             logger.warning("%d request(s) still running after being cut; not waiting", left)
@@ -430,16 +431,19 @@ class Server(Generic[RequestT, StateT]):
         if self._loop_thread == threading.get_ident():
             return None
         self._stopped.wait()
-        with self._lock:
-            if self._loop_thread is not None:  # another loop started meanwhile: it will stop
-                return None
-            self._loop_thread = threading.get_ident()  # own the selector for the drain
-        try:
-            report = self.strategy.drain(self._host, grace)
-        finally:
+        with self._drain_lock:  # a concurrent shutdown(grace)/close() waits for this drain
+            if self._drained:
+                return self._report_last
             with self._lock:
-                self._loop_thread = None
-        self._drained, self._report_last = True, report
+                if self._loop_thread is not None:  # another loop started meanwhile: it stops
+                    return None
+                self._loop_thread = threading.get_ident()  # own the selector for the drain
+            try:
+                report = self.strategy.drain(self._host, grace)
+            finally:
+                with self._lock:
+                    self._loop_thread = None
+            self._drained, self._report_last = True, report
         log_report(report, self.address, grace)
         return report
 

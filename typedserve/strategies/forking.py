@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from typedserve.counters import ERRORS, FINISHED
+from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError
 from typedserve.requests import StreamRequest
 from typedserve.strategies.base import ServerHost, Strategy
@@ -41,6 +42,8 @@ __all__ = ["ForkPerRequest"]
 T = TypeVar("T")
 
 logger = logging.getLogger("typedserve.server")
+
+_STOP_WAIT = 1.0  # after a drain's deadline: SIGTERM, then SIGKILL a child after this long
 
 
 class ForkPerRequest(Strategy):
@@ -166,6 +169,13 @@ class ForkPerRequest(Strategy):
             if waiter is not None:
                 waiter()
 
+    def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
+        """The server's drain; children still running at its deadline are stopped at once."""
+        report = host.drain(grace)
+        if report.cut:
+            self.close(_STOP_WAIT)
+        return report
+
     def close(self, timeout: float | None = None) -> int:
         """Stop the children still running: SIGTERM, up to ``timeout`` seconds, then SIGKILL.
 
@@ -187,6 +197,7 @@ class ForkPerRequest(Strategy):
                 os.kill(pid, signal.SIGKILL)
         while self._children:
             self._wait_for_exits(None)
+        self._stopping = False
         return killed
 
 

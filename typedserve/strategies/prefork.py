@@ -77,6 +77,7 @@ class _Worker:
     replaces: _Worker | None = None
     report: DrainReport | None = None
     eof: bool = False  # the status pipe is closed on the worker's side and unregistered
+    reaped: bool = False
     buffer: bytearray = field(default_factory=bytearray)
 
 
@@ -112,7 +113,9 @@ class Prefork(Strategy):
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self._inner: Strategy = (
-            Inline() if threads_per_worker == 1 else ThreadPool(threads_per_worker)
+            # No queue in a worker: it takes only what it can start, leaving the rest of the
+            # shared backlog to its siblings.
+            Inline() if threads_per_worker == 1 else ThreadPool(threads_per_worker, 0)
         )
         self._host: ServerHost[Any] | None = None
         self._in_worker = False
@@ -283,7 +286,7 @@ class Prefork(Strategy):
         self._notify()
 
     def _on_status(self, worker: _Worker) -> None:
-        if worker.eof:
+        if worker.eof or worker.reaped:
             return
         try:
             data = os.read(worker.status, _READ)
@@ -316,6 +319,8 @@ class Prefork(Strategy):
     def _on_exit(self, worker: _Worker) -> None:
         host, selector = self._host, self._selector
         assert host is not None and selector is not None
+        if worker.reaped:  # a stale event from the same select() batch
+            return
         _, status = os.waitpid(worker.pid, 0)
         for _ in range(64):  # its last words (the report) may still be in the pipe
             if worker.eof:
@@ -327,6 +332,7 @@ class Prefork(Strategy):
             selector.unregister(worker.status)
         os.close(worker.pidfd)
         os.close(worker.status)
+        worker.reaped = True
         os.close(worker.control)
         self._free_slots.append(worker.slot)
         lost = host.counters.settle(worker.slot)
