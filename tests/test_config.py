@@ -48,11 +48,17 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, object, str]] = {
     ),
     "dual_stack on an IPv4 host": (
         {"address": {"host": "127.0.0.1", "dual_stack": True}},
-        "address",
-        {"host": "127.0.0.1", "dual_stack": True},
+        "address.dual_stack",
+        True,
         "dual_stack=True needs an IPv6 host such as '::', got host='127.0.0.1'",
     ),
     "wrong type": ({"backlog": "many"}, "backlog", "many", "valid integer"),
+    "unknown address kind": (
+        {"address": {"kind": "tcp", "port": 1}},
+        "address",
+        {"kind": "tcp", "port": 1},
+        "kind must be 'inet', 'unix' or 'fd'",
+    ),
     "non-positive timeout": ({"timeouts": {"idle": 0}}, "timeouts.idle", 0, "greater than 0"),
     "unknown truncation policy": (
         {"limits": {"truncated": "clip"}},

@@ -19,7 +19,7 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,8 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from typedserve.errors import ConfigError
@@ -68,13 +68,13 @@ class InetAddress(_Model):
     port: int = Field(default=0, ge=0, le=65_535)
     dual_stack: bool = False
 
-    @model_validator(mode="after")
-    def _dual_stack_needs_ipv6(self) -> Self:
-        if self.dual_stack and ":" not in self.host:
-            raise ValueError(
-                f"dual_stack=True needs an IPv6 host such as '::', got host={self.host!r}"
-            )
-        return self
+    @field_validator("dual_stack")
+    @classmethod
+    def _dual_stack_needs_ipv6(cls, dual_stack: bool, info: ValidationInfo) -> bool:
+        host = info.data.get("host")
+        if dual_stack and host is not None and ":" not in host:
+            raise ValueError(f"dual_stack=True needs an IPv6 host such as '::', got host={host!r}")
+        return dual_stack
 
 
 class UnixAddress(_Model):
@@ -120,6 +120,9 @@ class FDAddress(_Model):
 
     Its family and type are read from the socket itself and checked against the transport.
     ``fd="systemd"`` takes the first socket passed by systemd socket activation (``LISTEN_FDS``).
+    Ownership: once bound, the server owns the fd and closes it on close (pass a
+    ``sock.detach()``-ed fd, or ``os.dup`` it, if you keep a socket object for it); when the
+    transport rejects it (wrong family or type), the fd is left open for the caller.
     """
 
     kind: Literal["fd"] = "fd"
@@ -139,7 +142,11 @@ Address = Annotated[
     Annotated[InetAddress, Tag("inet")]
     | Annotated[UnixAddress, Tag("unix")]
     | Annotated[FDAddress, Tag("fd")],
-    Discriminator(_address_kind),
+    Discriminator(
+        _address_kind,
+        custom_error_type="address_kind",
+        custom_error_message="kind must be 'inet', 'unix' or 'fd'",
+    ),
 ]
 """Where the server listens: a union tagged by ``kind`` (``inet``, ``unix``, ``fd``); when
 ``kind`` is left out it is inferred from the keys (``path``: unix, ``fd``: fd, else inet)."""
