@@ -200,6 +200,7 @@ class Result:
     loss: int = 0
     gen_cpu: list[float] = field(default_factory=list)
     srv_cpu: list[float] = field(default_factory=list)
+    other_cpu: list[float] = field(default_factory=list)  # everything else on the machine
     note: str = ""
 
     @property
@@ -353,6 +354,16 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine so far (all CPUs), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -394,17 +405,25 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
         if cfg.warmup > 0:
             run_loadgen(scenario.loadgen, port, cfg.warmup, cfg.pin)
         for _ in range(cfg.repeats):
-            gen0, srv0, t0 = children_cpu(), cpu_seconds(pid), time.monotonic()
+            gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
+            t0 = time.monotonic()
             out = run_loadgen(scenario.loadgen, port, cfg.duration, cfg.pin)
             wall = time.monotonic() - t0
+            record_cpu(result, wall, children_cpu() - gen0, cpu_seconds(pid) - srv0, all0)
             result.values.append(float(out["rps"]))
             result.p50_us.append(float(out["p50_us"]))
             result.p99_us.append(float(out["p99_us"]))
             result.errors += int(out["errors"])
             result.loss += int(out["loss"])
-            result.gen_cpu.append(100.0 * (children_cpu() - gen0) / wall)
-            result.srv_cpu.append(100.0 * (cpu_seconds(pid) - srv0) / wall)
     return result
+
+
+def record_cpu(result: Result, wall: float, gen: float, srv: float, all0: float) -> None:
+    """Generator, server and everything-else CPU over one run, in % of one core."""
+    other = machine_busy_seconds() - all0 - gen - srv
+    result.gen_cpu.append(100.0 * gen / wall)
+    result.srv_cpu.append(100.0 * srv / wall)
+    result.other_cpu.append(max(0.0, 100.0 * other / wall))
 
 
 def measure_idle(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
@@ -500,7 +519,8 @@ def measure_http(scenario: Scenario, mode: str, wrk: str, cfg: Settings) -> Resu
         url = f"http://127.0.0.1:{port}/small.txt"
         for _ in range(cfg.repeats):
             cmd = [wrk, "-t1", "-c10", f"-d{cfg.wrk_seconds}s", url]
-            gen0, srv0, t0 = children_cpu(), cpu_seconds(pid), time.monotonic()
+            gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
+            t0 = time.monotonic()
             done = subprocess.run(
                 pinned(GEN_CPU, cmd, cfg.pin),
                 capture_output=True,
@@ -512,8 +532,7 @@ def measure_http(scenario: Scenario, mode: str, wrk: str, cfg: Settings) -> Resu
             if done.returncode != 0 or not match:
                 raise RuntimeError(f"wrk failed: {done.stdout[-300:]} {done.stderr[-300:]}")
             result.values.append(float(match.group(1)))
-            result.gen_cpu.append(100.0 * (children_cpu() - gen0) / wall)
-            result.srv_cpu.append(100.0 * (cpu_seconds(pid) - srv0) / wall)
+            record_cpu(result, wall, children_cpu() - gen0, cpu_seconds(pid) - srv0, all0)
             for pattern in (
                 r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
             ):
@@ -559,17 +578,22 @@ HEADER = (
     "vs C",
     "p50/p99 us",
     "err/loss",
-    "gen/srv CPU%",
+    "gen/srv/other CPU%",
     "note",
 )
 
 
 def bottleneck(r: Result) -> str:
-    """Flag runs where the generator, not the server, used up its core."""
-    if not r.gen_cpu or not r.srv_cpu:
-        return ""
-    gen, srv = statistics.median(r.gen_cpu), statistics.median(r.srv_cpu)
-    return "generator-bound" if gen >= 90 and srv < 85 else ""
+    """Flag runs where the generator, not the server, used up its core, and runs where other
+    processes took a noticeable share of the machine."""
+    flags = []
+    if r.gen_cpu and r.srv_cpu:
+        gen, srv = statistics.median(r.gen_cpu), statistics.median(r.srv_cpu)
+        if gen >= 90 and srv < 85:
+            flags.append("generator-bound")
+    if r.other_cpu and max(r.other_cpu) >= 25:
+        flags.append(f"CONTENDED (other work up to {max(r.other_cpu):.0f}% CPU)")
+    return "; ".join(flags)
 
 
 def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
@@ -586,7 +610,8 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
         )
         cpu = (
             f"{statistics.median(r.gen_cpu):.0f}/{statistics.median(r.srv_cpu):.0f}"
-            if r.gen_cpu
+            f"/{statistics.median(r.other_cpu):.0f}"
+            if r.gen_cpu and r.other_cpu
             else "-"
         )
         rows.append(
