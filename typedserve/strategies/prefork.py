@@ -92,7 +92,9 @@ class Prefork(Strategy):
             server.serve_forever()      # this process supervises; workers serve
 
     As with ``ForkPerRequest``, state changed in a worker never reaches the supervisor or the
-    other workers. ``threads_per_worker=1`` serves requests inline in each worker.
+    other workers. ``threads_per_worker=1`` serves requests inline in each worker, which then
+    notices a stop (or a rolling restart) only between requests; with more threads a worker's
+    loop stays responsive and its pool has no queue, so it accepts only what it can start.
     """
 
     def __init__(

@@ -1,0 +1,201 @@
+"""Process strategies beyond the conformance suite: supervision, signals, reaping, limits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.strategies.support import WAIT, CommandStream, Gate
+from typedserve import ForkPerRequest, InetAddress, Prefork, Server, ServerConfig, TCPTransport
+from typedserve.testing import LeakCheck, connect, serve_in_thread
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@pytest.fixture
+def leak_check() -> Iterator[None]:
+    check = LeakCheck(wait=WAIT).start()
+    yield
+    check.check()
+
+
+def tcp_server(strategy: Any, gate: Gate) -> Server[Any, Any]:
+    return Server(
+        config=ServerConfig(address=InetAddress()),
+        transport=TCPTransport(),
+        handler=CommandStream,
+        strategy=strategy,
+        state={"gate": gate.address},
+    )
+
+
+def ask(server_or_port: Server[Any, Any] | int, command: bytes) -> bytes:
+    """One command over a new connection; ``b""`` if the server closed or reset it."""
+    if isinstance(server_or_port, int):
+        client = socket.create_connection(("127.0.0.1", server_or_port), timeout=WAIT)
+    else:
+        client = connect(server_or_port, timeout=WAIT)
+    with client:
+        return send_and_read(client, command)
+
+
+def send_and_read(client: socket.socket, command: bytes) -> bytes:
+    data = b""
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+        client.sendall(command + b"\n")
+        while not data.endswith(b"\n") and (chunk := client.recv(4096)):
+            data += chunk
+    return data.rstrip(b"\n")
+
+
+def hold(port: int, gate: Gate, count: int) -> tuple[list[socket.socket], list[int]]:
+    """``count`` requests held at the gate: their client sockets and their handlers' pids."""
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(count)]
+    for client in clients:
+        client.sendall(b"gate\n")
+    return clients, gate.wait_started(count)
+
+
+# -- Prefork ---------------------------------------------------------------------------------
+
+
+def test_prefork_replaces_a_killed_worker_and_loses_only_its_requests(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=2)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        clients, pids = hold(server.address[1], gate, 2)
+        assert sorted(pids) == sorted(prefork.pids)  # one request in each worker
+        victim, survivor = pids
+        os.kill(victim, signal.SIGKILL)
+        assert prefork.wait_ready(WAIT, replacing=[victim])
+        assert survivor in prefork.pids
+        gate.release()
+        replies = [send_and_read(client, b"") for client in clients]
+        for client in clients:
+            client.close()
+        assert sorted(replies) == [b"", b"done"]  # the victim's request is lost, not the other
+        assert [ask(server, b"echo:%d" % n) for n in range(20)] == [b"%d" % n for n in range(20)]
+    assert server.stats().errors == 1  # the lost request, counted by the supervisor
+
+
+def test_prefork_rolling_restart_replaces_every_worker_without_refusing_clients(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=2)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        old = prefork.pids
+        prefork.restart_workers()
+        for n in range(20):  # served throughout, by old or new workers
+            assert ask(server, b"echo:%d" % n) == b"%d" % n
+        assert prefork.wait_ready(WAIT, replacing=old)
+        assert ask(server, b"echo:new") == b"new"
+
+
+def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tests.strategies.prefork_app", str(gate.address[1])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert app.stdout is not None
+        port = int(app.stdout.readline().split()[1])
+        clients, pids = hold(port, gate, 2)
+        app.send_signal(signal.SIGTERM)
+        for _ in range(10_000):  # until a new client is turned away: the workers are draining
+            if ask(port, b"echo:probe") == b"BUSY":
+                break
+        gate.release()
+        assert [send_and_read(client, b"") for client in clients] == [b"done", b"done"]
+        for client in clients:
+            client.close()
+        _, errors = app.communicate(timeout=WAIT)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            app.kill()
+        app.wait(WAIT)
+    assert app.returncode == 0, errors.decode()
+    # Both held requests completed (and probes taken from the backlog, if any); nothing was cut.
+    completed = re.search(rb"drained .* (\d+) completed", errors)
+    assert completed is not None, errors.decode()
+    assert int(completed[1]) >= 2
+    assert b"cut" not in errors
+    for pid in pids:  # every worker was reaped by the supervisor before it exited
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+# -- ForkPerRequest --------------------------------------------------------------------------
+
+
+class CountingFork(ForkPerRequest):
+    """Records the most children ever running at once."""
+
+    peak = 0
+
+    def submit(self, serve: Callable[[T], None], request: T) -> None:
+        super().submit(serve, request)
+        self.peak = max(self.peak, self.in_flight)
+
+
+def test_a_thousand_forked_requests_leave_no_zombie_and_respect_max_children(
+    leak_check: None, gate: Gate
+) -> None:
+    strategy = CountingFork(max_children=4)
+    server = tcp_server(strategy, gate)
+    failures: list[BaseException] = []
+
+    def client(base: int) -> None:
+        try:
+            for n in range(base, base + 125):
+                assert ask(server, b"echo:%d" % n) == b"%d" % n
+        except BaseException as exc:
+            failures.append(exc)
+
+    with serve_in_thread(server):
+        threads = [threading.Thread(target=client, args=(k * 125,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 5)
+    assert not failures
+    assert 1 <= strategy.peak <= 4
+    stats = server.stats()
+    assert (stats.accepted, stats.in_flight, stats.errors) == (1000, 0, 0)
+    # leak_check: no child is left, zombies included (they are read from /proc).
+
+
+def test_max_children_blocks_new_work_instead_of_forking_more(leak_check: None, gate: Gate) -> None:
+    strategy = ForkPerRequest(max_children=2)
+    server = tcp_server(strategy, gate)
+    with serve_in_thread(server):
+        clients, _ = hold(server.address[1], gate, 2)
+        with connect(server, timeout=WAIT) as third:
+            third.sendall(b"echo:third\n")  # waits in the kernel backlog
+            assert (strategy.in_flight, server.stats().accepted) == (2, 2)
+            gate.release()
+            assert send_and_read(third, b"") == b"third"
+        assert [send_and_read(client, b"") for client in clients] == [b"done", b"done"]
+        for client in clients:
+            client.close()
