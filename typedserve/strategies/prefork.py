@@ -389,6 +389,10 @@ class Prefork(Strategy):
         """Tell every worker to drain within ``grace``; wait for them; sum their reports."""
         if self._selector is None:  # never supervised (handle_request): an in-process drain
             return host.drain(grace)
+        # A worker counts what finishes during its own drain; a request that finishes between
+        # this call and the worker receiving "stop" would be in no report, so the supervisor
+        # also counts, from the shared counters, what was in flight when the drain began.
+        in_flight_at_start = host.counters.totals().in_flight
         if not self._stop_sent:
             self._stop_grace = grace
             self._send_stop()
@@ -397,7 +401,11 @@ class Prefork(Strategy):
             self._supervise_once(left)
         self._kill_all()
         reports, self._reports = self._reports, []
-        return sum(reports, DrainReport())
+        total = sum(reports, DrainReport())
+        settled_early = in_flight_at_start - total.cut - total.completed
+        if settled_early > 0:
+            total = total + DrainReport(completed=settled_early)
+        return total
 
     def _kill_all(self) -> None:
         """SIGKILL and reap every live worker (their requests in flight count as cut)."""
