@@ -189,11 +189,6 @@ class WaitsForTheClient(StreamHandler[threading.Event]):
         self.rfile.read(1)
 
 
-@pytest.mark.strategy_xfail(
-    "Inline",
-    reason="close(grace) waits for the loop, which an Inline handler holds with no deadline: "
-    "the grace period is not enforced on the loop thread",
-)
 def test_close_cuts_requests_still_running_after_the_grace_period_and_says_so(
     cases: dict[str, TransportCase],
     in_process_strategy_name: str,

@@ -430,7 +430,16 @@ class Server(Generic[RequestT, StateT]):
         self._request_stop(grace)
         if self._loop_thread == threading.get_ident():
             return None
-        self._stopped.wait()
+        deadline = time.monotonic() + grace
+        cut_early = 0
+        if not self._stopped.wait(grace):
+            # A handler holds the loop thread (Inline) past the grace period: cut it, so the
+            # loop gets back to see the stop instead of keeping this drain waiting forever.
+            live = list(self._live.values())
+            cut_early = len(live)
+            for request in live:
+                cut(request)
+            self._stopped.wait()
         with self._drain_lock:  # a concurrent shutdown(grace)/close() waits for this drain
             if self._drained:
                 return self._report_last
@@ -439,7 +448,8 @@ class Server(Generic[RequestT, StateT]):
                     return None
                 self._loop_thread = threading.get_ident()  # own the selector for the drain
             try:
-                report = self.strategy.drain(self._host, grace)
+                left = max(0.0, deadline - time.monotonic())
+                report = self.strategy.drain(self._host, left) + DrainReport(cut=cut_early)
             finally:
                 with self._lock:
                     self._loop_thread = None

@@ -204,8 +204,6 @@ def test_graceful_shutdown_completes_requests_in_flight_and_reports(
 def test_graceful_shutdown_cuts_what_outlives_the_grace_period(
     make_server: MakeServer, gate: Gate, strategy_case: StrategyCase, stream_case: TransportCase
 ) -> None:
-    if strategy_case.name == "Inline":
-        pytest.skip("an Inline handler holds the loop thread: the grace period cannot apply")
     server = make_server(stream_case)
     with serve_in_thread(server):
         client = connect(server, timeout=WAIT)
