@@ -19,14 +19,17 @@ prefork handlers are observed exactly like threads, without sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from typedserve import (
+    AsyncIO,
+    Datagram,
     DatagramHandler,
     ForkPerRequest,
     Inline,
@@ -38,6 +41,7 @@ from typedserve import (
     UDPTransport,
     UnixStreamTransport,
 )
+from typedserve.aio import AsyncHandler, AsyncStream
 from typedserve.strategies.base import Strategy
 
 WAIT = 10.0
@@ -121,6 +125,54 @@ class CommandDatagram(DatagramHandler[dict[str, Any]]):
         self.wfile.write(run_command(self.rfile.read(), self.state))
 
 
+async def _gate_async(address: tuple[str, int]) -> None:
+    """The async ``gate`` command: report to the gate, wait for its go."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(b"started %d" % os.getpid())
+        await writer.drain()
+        await reader.read(10)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def run_command_async(command: bytes, state: dict[str, Any]) -> bytes:
+    """:func:`run_command` for async handlers (the gate is awaited, never blocked on)."""
+    if command == b"gate":
+        await _gate_async(state["gate"])
+        return b"done"
+    return run_command(command, state)
+
+
+class CommandAsyncStream(AsyncHandler[AsyncStream, dict[str, Any]]):
+    """The command protocol over a stream, as an async handler."""
+
+    async def handle(self) -> None:
+        stream = self.request
+        command = (await stream.readline()).strip()
+        if command == b"hold":
+            _, writer = await asyncio.open_connection(*self.state["gate"])
+            try:
+                writer.write(b"started %d" % os.getpid())
+                await writer.drain()
+                while await stream.read(65536):  # until the connection is cut
+                    pass
+            finally:
+                writer.close()
+            return
+        stream.write(await run_command_async(command, self.state) + b"\n")
+        await stream.drain()
+
+
+class CommandAsyncDatagram(AsyncHandler[Datagram, dict[str, Any]]):
+    """The command protocol over datagrams, as an async handler."""
+
+    async def handle(self) -> None:
+        self.request.reply(await run_command_async(self.request.payload, self.state))
+
+
 # -- strategy cases --------------------------------------------------------------------------
 
 
@@ -146,6 +198,13 @@ STRATEGY_CASES = [
     StrategyCase("ThreadPool", lambda: ThreadPool(max_workers=3, max_pending=2), 3),
     StrategyCase("ForkPerRequest", lambda: ForkPerRequest(max_children=3), 3, in_process=False),
     StrategyCase("Prefork", lambda: Prefork(workers=2, threads_per_worker=2), 4, in_process=False),
+    StrategyCase(
+        "AsyncIO",
+        lambda: cast(Strategy, AsyncIO(loop="asyncio")),  # owns the loop: no submit()
+        4,
+        stream_handler=CommandAsyncStream,
+        datagram_handler=CommandAsyncDatagram,
+    ),
 ]
 
 

@@ -220,6 +220,8 @@ def test_plain_shutdown_returns_while_requests_are_in_flight(
 ) -> None:
     if strategy_case.name == "Inline":
         pytest.skip("an Inline handler holds the loop thread: shutdown() waits for it")
+    if strategy_case.name == "AsyncIO":
+        pytest.skip("AsyncIO's requests run on its loop, which resumes only in the drain")
     stream = transport_case.stream
     server = make_server(transport_case)
     with serve_in_thread(server):
