@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -176,6 +177,32 @@ def test_rfile_reads_across_packets(
         client.shutdown(socket.SHUT_WR)
         reply = b"".join(iter(lambda: client.recv(65_536), b""))
     assert reply == payload[::-1]
+
+
+class CannedInput(StreamHandler[dict[str, Any]]):
+    """Replaces ``rfile`` in ``setup`` (without calling ``super().setup()``)."""
+
+    def setup(self) -> None:
+        self.rfile = io.BytesIO(b"canned line\n")
+
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline().upper())
+
+    def close(self) -> None:
+        super().close()
+        self.state["rfile closed"] = self.rfile.closed
+        self.state["wfile closed"] = self.wfile.closed
+
+
+def test_files_assigned_in_setup_replace_the_connection_files_and_are_closed(
+    stream_case: TransportCase, in_process_strategy_name: str, make_server: MakeServer
+) -> None:
+    seen: dict[str, Any] = {}
+    server = make_server(stream_case, CannedInput, strategy=in_process_strategy_name, state=seen)
+    with serve_in_thread(server), connect(server) as client:
+        reply = b"".join(iter(lambda: client.recv(100), b""))
+    assert reply == b"CANNED LINE\n"  # wfile still opened on the connection, on first use
+    assert seen == {"rfile closed": True, "wfile closed": True}
 
 
 class SocketOptions(StreamHandler[dict[str, Any]]):

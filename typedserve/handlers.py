@@ -29,7 +29,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar, Generic, Protocol, TypeAlias, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, cast, overload
 
 from typing_extensions import Buffer
 
@@ -64,6 +64,41 @@ class HandlerLike(Protocol):
 
 HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerLike]
 """Builds the handler for one request; a :class:`Handler` subclass is one."""
+
+
+FileT = TypeVar("FileT")
+
+
+class _OpenedOnFirstUse(Generic[FileT]):
+    """A handler's file attribute (``rfile``, ``wfile``), opened the first time it is read.
+
+    Many handlers never touch their files (they use ``request.socket`` or ``request.payload``
+    directly), and opening them costs a few microseconds per request and about 5 KiB per idle
+    connection. A non-data descriptor: the opened file is stored in the instance's ``__dict__``
+    under the same name, so later reads are plain attribute reads, assigning the attribute
+    (``self.rfile = ...`` in a ``setup`` override) simply replaces it, and ``finish``/``close``
+    find in ``__dict__`` exactly the files that were opened.
+    """
+
+    def __init__(self, open_file: Callable[[Any], FileT]) -> None:
+        self._open = open_file
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _OpenedOnFirstUse[FileT]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> FileT: ...
+
+    def __get__(self, instance: object, owner: type) -> FileT | _OpenedOnFirstUse[FileT]:
+        if instance is None:
+            return self
+        file = self._open(instance)
+        instance.__dict__[self._name] = file
+        return file
 
 
 class Handler(ABC, Generic[RequestT, StateT]):
@@ -166,6 +201,9 @@ class StreamHandler(Handler[StreamRequest, StateT]):
     flushed by :meth:`finish`), ``nodelay`` (disable Nagle's algorithm on TCP), and ``timeout``
     (seconds per socket operation; ``None`` keeps the config's ``timeouts.idle``). Reads and
     writes through ``rfile``/``wfile`` also honour the config's ``timeouts.request`` deadline.
+    ``rfile`` and ``wfile`` are opened the first time they are used, so a handler that works on
+    ``self.request.socket`` directly pays nothing for them; assigning either in a ``setup``
+    override replaces it.
     """
 
     rbufsize: ClassVar[int] = -1
@@ -173,18 +211,15 @@ class StreamHandler(Handler[StreamRequest, StateT]):
     nodelay: ClassVar[bool] = False
     timeout: ClassVar[float | None] = None
 
-    rfile: io.BufferedIOBase
-    wfile: io.BufferedIOBase
-
     def setup(self) -> None:
-        """Apply the socket options and open ``rfile`` and ``wfile``."""
-        request = self.request
-        sock = request.socket
+        """Apply the socket options (``timeout``, ``nodelay``)."""
         if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        if self.nodelay and sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        deadline = request.deadline
+            self.request.socket.settimeout(self.timeout)
+        if self.nodelay and self.request.socket.family != socket.AF_UNIX:
+            self.request.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _open_rfile(self) -> io.BufferedIOBase:
+        sock, deadline = self.request.socket, self.request.deadline
         # Always a BufferedReader, so ``read(n)`` returns n bytes (or EOF) as BufferedIOBase
         # promises: makefile("rb", 0) alone would be a raw SocketIO with short reads.
         # ``rbufsize=0`` becomes a 1-byte buffer, which never reads ahead of the caller.
@@ -194,20 +229,28 @@ class StreamHandler(Handler[StreamRequest, StateT]):
             if deadline is None
             else _DeadlineSocketIO(sock, deadline)
         )
-        self.rfile = io.BufferedReader(raw, size)
+        return io.BufferedReader(raw, size)
+
+    def _open_wfile(self) -> io.BufferedIOBase:
+        sock, deadline = self.request.socket, self.request.deadline
         if self.wbufsize == 0:
-            self.wfile = SocketWriter(sock, deadline)
-        elif deadline is None:
-            self.wfile = cast(io.BufferedIOBase, sock.makefile("wb", self.wbufsize))
-        else:
-            self.wfile = io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
+            return SocketWriter(sock, deadline)
+        if deadline is None:
+            return cast(io.BufferedIOBase, sock.makefile("wb", self.wbufsize))
+        return io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
+
+    rfile = _OpenedOnFirstUse(_open_rfile)
+    """The connection's input, buffered (opened on first use)."""
+    wfile = _OpenedOnFirstUse(_open_wfile)
+    """The connection's output (opened on first use; see ``wbufsize``)."""
 
     _finished = False
 
     def finish(self) -> None:
         """Flush ``wfile`` (an override must call ``super().finish()``)."""
-        if not self.wfile.closed:
-            self.wfile.flush()
+        wfile = self.__dict__.get("wfile")
+        if wfile is not None and not wfile.closed:
+            wfile.flush()
         self._finished = True
 
     def close(self) -> None:
@@ -216,11 +259,14 @@ class StreamHandler(Handler[StreamRequest, StateT]):
         If :meth:`finish` did not run (``setup`` or ``handle`` failed), what is still buffered
         in ``wfile`` is discarded, not sent: a half-built reply never reaches the client.
         """
-        raw = getattr(self.__dict__.get("wfile"), "raw", None)
+        files = self.__dict__
+        if "wfile" not in files and "rfile" not in files:
+            return  # neither was used: nothing to close
+        raw = getattr(files.get("wfile"), "raw", None)
         if not self._finished and raw is not None:
             raw.close()  # a buffered file whose raw stream is closed skips the flush on close
         for name in ("wfile", "rfile"):
-            file = self.__dict__.get(name)
+            file = files.get(name)
             if file is not None:
                 # An unflushable wfile after a failed handle: that error was already reported.
                 with contextlib.suppress(OSError):
@@ -232,18 +278,24 @@ class DatagramHandler(Handler[Datagram, StateT]):
 
     What :meth:`handle` writes to ``wfile`` is sent back as one datagram by :meth:`finish`; if
     nothing was written, nothing is sent (call ``self.request.reply(b"")`` for an empty reply).
+    Both files are opened the first time they are used.
     """
 
-    rfile: io.BytesIO
-    wfile: io.BytesIO
+    def _open_rfile(self) -> io.BytesIO:
+        return io.BytesIO(self.request.payload)
 
-    def setup(self) -> None:
-        """Open ``rfile`` over the payload and an empty ``wfile``."""
-        self.rfile = io.BytesIO(self.request.payload)
-        self.wfile = io.BytesIO()
+    def _open_wfile(self) -> io.BytesIO:
+        return io.BytesIO()
+
+    rfile = _OpenedOnFirstUse(_open_rfile)
+    """The payload, as a file (opened on first use)."""
+    wfile = _OpenedOnFirstUse(_open_wfile)
+    """The reply being built (opened on first use)."""
 
     def finish(self) -> None:
         """Send what was written to ``wfile``, if anything, as one reply."""
-        reply = self.wfile.getvalue()
-        if reply:
-            self.request.reply(reply)
+        wfile = self.__dict__.get("wfile")
+        if wfile is not None:
+            reply = wfile.getvalue()
+            if reply:
+                self.request.reply(reply)
