@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 
@@ -86,3 +86,20 @@ def test_large_datagram_within_the_default_limit_arrives_whole(
     with serve_in_thread(server), connect(server) as client:
         client.send(payload)
         assert client.recv(65_536) == b"-:" + payload
+
+
+@pytest.mark.parametrize("truncated", ["drop", "flag"])
+def test_limit_above_64_kib_is_enforced_too(
+    cases: dict[str, TransportCase], make_server: MakeServer, truncated: Literal["drop", "flag"]
+) -> None:
+    # Unix datagrams may exceed UDP's 64 KiB; limits this large read through a reused buffer.
+    limits = Limits(max_datagram_size=100_000, truncated=truncated)
+    server = make_server(cases["unix-dgram"], Describe, limits=limits)
+    payload = bytes(range(256)) * 400  # 102,400 bytes
+    with serve_in_thread(server), connect(server) as client:
+        client.send(payload)
+        if truncated == "flag":
+            assert client.recv(200_000) == b"T:" + payload[:100_000]
+        client.send(payload[:100_000])
+        assert client.recv(200_000) == b"-:" + payload[:100_000]
+    assert server.stats().truncated == 1

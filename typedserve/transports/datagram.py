@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from typedserve.config import ServerConfig
 from typedserve.errors import ServerClosedError
-from typedserve.requests import Datagram, PeerAddress
+from typedserve.requests import Datagram, PeerAddress, new_datagram
 from typedserve.transports.base import TransportStats
 from typedserve.transports.binding import open_listener
 
@@ -16,15 +16,21 @@ __all__ = ["DatagramTransport"]
 
 logger = logging.getLogger("typedserve.transport")
 
+# For limits below this (the default, 65,507 bytes, is UDP's largest payload), ``recvfrom``
+# into a fresh bytes object is cheaper than reading into a reusable buffer and copying the
+# payload out of it; above, each fresh allocation would be a mmap/munmap pair (glibc's
+# threshold is 128 KiB), so one buffer is reused instead.
+_FRESH_READ_MAX = 65_536
+
 
 class DatagramTransport:
     """A bound datagram socket; each datagram received is a :class:`Datagram`.
 
-    Datagrams are read into one preallocated buffer one byte larger than
-    ``limits.max_datagram_size``, so an oversized datagram is detected rather than silently
-    clipped: with ``limits.truncated="drop"`` it is logged (``typedserve.transport``, WARNING)
-    and counted in ``stats.truncated``; with ``"flag"`` it is delivered with
-    ``Datagram.truncated`` set and its first ``max_datagram_size`` bytes.
+    Datagrams are read with room for one byte more than ``limits.max_datagram_size``, so an
+    oversized datagram is detected rather than silently clipped: with
+    ``limits.truncated="drop"`` it is logged (``typedserve.transport``, WARNING) and counted in
+    ``stats.truncated``; with ``"flag"`` it is delivered with ``Datagram.truncated`` set and its
+    first ``max_datagram_size`` bytes.
     """
 
     families: ClassVar[frozenset[int]] = frozenset({socket.AF_INET, socket.AF_INET6})
@@ -36,7 +42,7 @@ class DatagramTransport:
         self._address: PeerAddress = None
         self._max = 65_507
         self._drop = True
-        self._buffer = bytearray(0)
+        self._buffer: bytearray | None = None  # only for limits above _FRESH_READ_MAX
 
     @property
     def socket(self) -> socket.socket:
@@ -51,7 +57,7 @@ class DatagramTransport:
         self._socket, self._cleanup = listener.socket, listener.cleanup
         self._max = config.limits.max_datagram_size
         self._drop = config.limits.truncated == "drop"
-        self._buffer = bytearray(self._max + 1)
+        self._buffer = None if self._max < _FRESH_READ_MAX else bytearray(self._max + 1)
         self._address = self._socket.getsockname()
 
     def activate(self) -> None:
@@ -69,12 +75,18 @@ class DatagramTransport:
 
     def receive(self) -> Datagram | None:
         """Read one datagram, or ``None`` if none is pending or it was dropped as oversized."""
-        sock = self.socket
+        sock, buffer = self._socket, self._buffer
+        if sock is None:
+            raise ServerClosedError(f"{type(self).__name__} is not bound")
         try:
-            size, peer = sock.recvfrom_into(self._buffer)
+            if buffer is None:
+                payload, peer = sock.recvfrom(self._max + 1)
+            else:
+                size, peer = sock.recvfrom_into(buffer)
+                payload = bytes(memoryview(buffer)[:size])
         except (BlockingIOError, InterruptedError):
             return None
-        if size > self._max:
+        if len(payload) > self._max:
             self.stats.truncated += 1
             if self._drop:
                 logger.warning(
@@ -83,8 +95,8 @@ class DatagramTransport:
                     self._max,
                 )
                 return None
-            return Datagram(bytes(self._buffer[: self._max]), peer, sock, truncated=True)
-        return Datagram(bytes(self._buffer[:size]), peer, sock)
+            return new_datagram(payload[: self._max], peer, sock, truncated=True)
+        return new_datagram(payload, peer, sock)
 
     def wait_first_byte(self, request: Datagram, timeout: float) -> bool:
         """A datagram has all its bytes already: always true."""
