@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
@@ -233,7 +234,10 @@ class Server(Generic[RequestT, StateT]):
         self._limit = min((n for n in limits if n is not None), default=None)
         self._pause_when_full = config.limits.overload == "pause"
         self._counters = Counters(self.strategy.process_slots)
-        self._live: dict[int, RequestT] = {}  # requests running in this process, to cut them
+        # Requests running in this process, by the thread serving each: a drain cuts them, and
+        # close() knows it was called from a handler when its thread is a key (one dict store
+        # per request, where a thread-local flag would cost two slower attribute writes).
+        self._live: dict[int, RequestT] = {}
         self._host = _Host(self)
         self._context: ServerContext[Any] | None = None
         self._selector: selectors.BaseSelector | None = None
@@ -243,7 +247,6 @@ class Server(Generic[RequestT, StateT]):
         self._stopped = threading.Event()
         self._stopped.set()
         self._serving = threading.Event()
-        self._handling = threading.local()  # .active: this thread is running one of our handlers
         self._loop_thread: int | None = None
         self._shutdown_requested = False
         self._grace: float | None = None
@@ -302,7 +305,7 @@ class Server(Generic[RequestT, StateT]):
         with self._lock:
             if self._closed:
                 return None
-            in_handler = getattr(self._handling, "active", False)
+            in_handler = threading.get_ident() in self._live
             if self._loop_thread == threading.get_ident() or (
                 in_handler and self._loop_thread is not None
             ):
@@ -521,8 +524,14 @@ class Server(Generic[RequestT, StateT]):
         if self._draining:
             self._refuse_backlog()
             return 0
-        transport, strategy, verify = self.transport, self.strategy, self._verify
-        row, cap = self._counters.row, self._limit
+        # Everything the loop touches per request is bound once here, not looked up each time.
+        receive, strategy, submit, serve = (
+            self.transport.receive,
+            self.strategy,
+            self.strategy.submit,
+            self._serve,
+        )
+        verify, row, cap = self._verify, self._counters.row, self._limit
         dispatched = 0
         while dispatched < limit and not self._shutdown_requested:
             full = cap is not None and strategy.in_flight >= cap
@@ -530,7 +539,7 @@ class Server(Generic[RequestT, StateT]):
                 self._pause()
                 break
             try:
-                request = transport.receive()
+                request = receive()
             except OSError as exc:
                 if exc.errno not in _RESOURCE_ERRNOS:
                     raise
@@ -545,17 +554,18 @@ class Server(Generic[RequestT, StateT]):
             if full:
                 self._reject(request)
                 continue
-            self._submit(request)
+            try:
+                submit(serve, request)
+            except Exception as exc:
+                self._submit_failed(exc, request)
             dispatched += 1
         return dispatched
 
-    def _submit(self, request: RequestT) -> None:
-        try:
-            self.strategy.submit(self._serve, request)
-        except Exception as exc:
-            self._report(exc, request)
-            self.transport.close_request(request)
-            self._counters.add(FINISHED)
+    def _submit_failed(self, exc: Exception, request: RequestT) -> None:
+        """``submit`` raised: the request is still the server's to report and close."""
+        self._report(exc, request)
+        self.transport.close_request(request)
+        self._counters.add(FINISHED)
 
     def _admit(self, request: RequestT) -> bool:
         self._counters.row[ACCEPTED] += 1
@@ -589,9 +599,8 @@ class Server(Generic[RequestT, StateT]):
             self.transport.close_request(request)
             self._counters.add(FINISHED)
             return
-        key = id(request)
-        self._live[key] = request
-        self._handling.active = True
+        live, thread = self._live, get_ident()
+        live[thread] = request
         try:
             if self._first_byte is not None and not self.transport.wait_first_byte(
                 request, self._first_byte
@@ -609,10 +618,11 @@ class Server(Generic[RequestT, StateT]):
         except Exception as exc:
             self._report(exc, request)
         finally:
-            self._handling.active = False
-            del self._live[key]
+            del live[thread]
             self.transport.close_request(request)
-            self._counters.add(FINISHED)
+            counters = self._counters
+            with counters.lock:  # counters.add(FINISHED) without the extra call per request
+                counters.row[FINISHED] += 1
 
     def _report(self, exc: BaseException, request: object) -> None:
         self._report_peer(exc, getattr(request, "peer", None))
