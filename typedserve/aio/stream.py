@@ -2,9 +2,13 @@
 
 The stream *is* the protocol object the event loop calls, so a connection costs one transport,
 this object and the handler's task: no ``StreamReader``/``StreamWriter`` pair on top. Incoming
-bytes land in one ``bytearray``; a pending read waits on a single future that
-``data_received`` resolves (handing over the received ``bytes`` unchanged when nothing else is
-buffered, which is the common case of request/response protocols).
+bytes land in one ``bytearray``. A read that has to wait, awaited by the handler's own task,
+*parks* it (see :mod:`typedserve.aio.resumable`), and ``data_received`` resumes the handler in
+place, handing over the received ``bytes`` unchanged when nothing else is buffered (the common
+case of request/response protocols): a message costs the handler no loop round trip, no future
+and no task wake-up. A read awaited in any other task waits on a future as usual. ``write`` is
+the transport's own ``write`` and ``drain`` returns a future that is already done while the
+transport is not paused, so neither adds a frame.
 
 Timeouts are enforced by the server's periodic sweep (see :mod:`typedserve.aio.table`), not by a
 timer per read: a waiting read or drain records when it must give up (``_expires``), and the
@@ -14,10 +18,13 @@ sweep fails the waiter with ``TimeoutError`` once that time has passed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import types
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, Final, cast
 
+from typedserve.aio.resumable import PARK, ResumableTask
 from typedserve.requests import PeerAddress
 
 __all__ = ["DEFAULT_LIMIT", "AsyncStream"]
@@ -63,17 +70,36 @@ class AsyncStream(asyncio.Protocol):
         "_loop",
         "_lost",
         "_on_lost",
+        "_parked",
         "_read_error",
         "_read_paused",
         "_ready",
+        "_runner",
         "_transport",
         "_waiter",
         "_want",
         "_write_error",
-        "_write_paused",
         "deadline",
+        "drain",
         "peer",
+        "write",
     )
+
+    write: Callable[[bytes | bytearray | memoryview], None]
+    """Send ``data`` (buffered by the transport while the socket cannot take it).
+
+    Raises ``ConnectionResetError`` (or the socket error) once the connection is lost and
+    ``TimeoutError`` after the request deadline. While the connection is up this *is* the
+    transport's ``write``, with nothing in between.
+    """
+
+    drain: Callable[[], Awaitable[None]]
+    """Wait until the transport's write buffer is below its high-water mark.
+
+    Await the result at once: a lost connection or an expired deadline may be raised by the
+    call itself. While the buffer is below the mark it returns a future that is already done,
+    so awaiting it does not suspend the handler.
+    """
 
     def __init__(
         self,
@@ -97,30 +123,49 @@ class AsyncStream(asyncio.Protocol):
         self._lost = False
         self._read_error: BaseException | None = None
         self._write_error: BaseException | None = None
-        self._waiter: asyncio.Future[bytes] | None = None
-        self._ready = ready
+        self._waiter: asyncio.Future[bytes] | None = None  # a read waiting in another task
+        self._runner: ResumableTask | None = None  # the task serving this stream
+        self._parked = False  # a read of the runner's coroutine is parked (waits in place)
+        self._ready = itertools.repeat(ready).__next__  # what drain is while not paused
+        self.write = self._write_unconnected
+        self.drain = self._ready
         self._want = 0  # >0: the pending read is resolved with up to this many bytes
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
-        self._write_paused = False
         self._expires = _NO_EXPIRY  # monotonic time at which the current wait times out
         self._expired = ""  # the name of the timeout that ``_expires`` stands for
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, n: int = -1) -> Awaitable[bytes]:
+    @types.coroutine
+    def read(self, n: int = -1) -> Generator[Any, Any, bytes]:
         """Up to ``n`` bytes as soon as any are available; ``b""`` at end of stream.
 
-        ``n=-1`` reads until the end of the stream. Await the result at once: errors (a reset
-        connection, an expired deadline) may be raised by the call itself.
+        ``n=-1`` reads until the end of the stream.
         """
         if self._read_error is not None:
             raise self._read_error
         if n > 0 and not self._buffer and not self._eof:
-            # The common case of a request/response protocol: the future is resolved with the
-            # next chunk itself (see data_received), with no coroutine in between.
-            return self._wait(n)
-        return self._read_available(n)
+            # The common case of a request/response protocol: the read is resumed with the
+            # next chunk itself (see data_received). Awaited by the stream's own task, it parks
+            # right here (the checks are _wait's, minus those that cannot fail in that case).
+            runner = self._runner
+            if (
+                runner is not None
+                and runner.stepping
+                and self._waiter is None
+                and self._idle is None
+            ):
+                self._want = n
+                self._parked = True
+                try:
+                    data: bytes = yield PARK
+                finally:
+                    self._parked = False
+                return data
+            return (yield from self._wait(n))
+        available: bytes = yield from self._read_available(n)
+        return available
 
     async def _read_available(self, n: int) -> bytes:
         if n < 0:
@@ -211,56 +256,65 @@ class AsyncStream(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
-    def _wait(self, want: int) -> asyncio.Future[bytes]:
-        """A future resolved by the next ``data_received`` (or EOF, loss, timeout).
+    @types.coroutine
+    def _wait(self, want: int) -> Generator[Any, Any, bytes]:
+        """Wait for the next ``data_received`` (or EOF, loss, timeout).
 
-        With ``want > 0`` (a :meth:`read` into an empty buffer) it is resolved with the data
-        itself, at most ``want`` bytes; otherwise with ``b""`` once more data is buffered.
+        With ``want > 0`` (a :meth:`read` into an empty buffer) it returns the data itself, at
+        most ``want`` bytes; otherwise ``b""`` once more data is buffered. Awaited by the
+        coroutine of the stream's own task it parks, and ``data_received`` resumes it in place
+        (see :mod:`typedserve.aio.resumable`); awaited in any other task it waits on a future.
         """
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if self._parked or (waiter is not None and not waiter.done()):
             raise RuntimeError(f"another task is already reading from {self.peer!r}")
         if self._read_paused:  # the reader needs more than the high-water mark: let it in
             self._read_paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
-        if self._expires == _NO_EXPIRY and self._idle is not None:
+        if self._idle is not None and self._expires == _NO_EXPIRY:
             self._expires, self._expired = time.monotonic() + self._idle, "idle"
-        waiter = self._loop.create_future()
         if self._lost:
-            waiter.set_result(b"")
-            return waiter
-        self._waiter = waiter
+            return b""
         self._want = want
-        return waiter
+        runner = self._runner
+        if runner is not None and runner.stepping:
+            self._parked = True
+            try:
+                data: bytes = yield PARK
+            finally:
+                self._parked = False
+            return data
+        waiter = self._waiter = self._loop.create_future()
+        return (yield from waiter)
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data`` (buffered by the transport while the socket cannot take it)."""
-        if self._write_error is not None:
-            raise self._write_error
-        assert self._transport is not None
-        self._transport.write(data)
+    def _write_unconnected(self, data: bytes | bytearray | memoryview) -> None:
+        raise ConnectionResetError(f"the connection to {self.peer!r} is not attached")
+
+    def _write_failed(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._write_error is not None
+        raise self._write_error
+
+    def _drain_failed(self) -> Awaitable[None]:
+        assert self._write_error is not None
+        raise self._write_error
+
+    def _fail_writes(self, exc: BaseException) -> None:
+        """From now on every write and drain raises ``exc``."""
+        self._write_error = exc
+        self.write = self._write_failed
+        self.drain = self._drain_failed
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Send each buffer of ``data`` in order."""
         if self._write_error is not None:
             raise self._write_error
-        assert self._transport is not None
-        self._transport.writelines(data)
-
-    def drain(self) -> Awaitable[None]:
-        """Wait until the transport's write buffer is below its high-water mark.
-
-        Await the result at once: a lost connection or an expired deadline may be raised by
-        the call itself.
-        """
-        if self._write_error is not None:
-            raise self._write_error
-        if not self._write_paused:
-            return self._ready
-        return self._wait_writable()
+        if self._transport is None:
+            self._write_unconnected(b"")
+        else:
+            self._transport.writelines(data)
 
     async def _wait_writable(self) -> None:
         if self._drain_waiter is not None:
@@ -299,12 +353,30 @@ class AsyncStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Attach the transport (called once by the event loop)."""
         self._transport = cast(asyncio.Transport, transport)
+        if self._write_error is None:
+            self.write = self._transport.write
 
     def data_received(self, data: bytes) -> None:
         """Hand ``data`` to a waiting :meth:`read`, or buffer it and wake the reader."""
         buffer = self._buffer
         waiter = self._waiter
-        if waiter is None:
+        if self._parked:  # resume the reader, with the buffer as it would find it later
+            runner = self._runner
+            assert runner is not None
+            want = self._want
+            self._expires = _NO_EXPIRY
+            if not want:
+                buffer += data
+                runner.resume(b"")
+            elif len(data) <= want:
+                if runner.resume(data):
+                    return
+                buffer += data  # the parked reader was cancelled
+            else:
+                buffer += memoryview(data)[want:]
+                if not runner.resume(data[:want]):
+                    buffer[:0] = data[:want]
+        elif waiter is None:
             buffer += data
         else:
             self._waiter = None
@@ -336,24 +408,26 @@ class AsyncStream(asyncio.Protocol):
         self._lost = self._eof = True
         if exc is not None and self._read_error is None:
             self._read_error = exc
-        if self._write_error is None:
-            self._write_error = exc or ConnectionResetError(
-                f"the connection to {self.peer!r} is closed"
-            )
-        self._wake(self._read_error)
+        write_error = self._write_error
+        if write_error is None:
+            write_error = exc or ConnectionResetError(f"the connection to {self.peer!r} is closed")
+            self._fail_writes(write_error)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(self._write_error)
+            waiter.set_exception(write_error)
         if self._on_lost is not None:
             self._on_lost(self)
+        self._wake(self._read_error)  # last: a parked reader may run at once
 
     def pause_writing(self) -> None:
         """The transport's write buffer is full: :meth:`drain` will wait."""
-        self._write_paused = True
+        if self._write_error is None:
+            self.drain = self._wait_writable
 
     def resume_writing(self) -> None:
         """The write buffer has room again: wake a waiting :meth:`drain`."""
-        self._write_paused = False
+        if self._write_error is None:
+            self.drain = self._ready
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -361,6 +435,11 @@ class AsyncStream(asyncio.Protocol):
     # -- timeouts (called by the server's sweep) -------------------------------------------------
 
     def _wake(self, exc: BaseException | None) -> None:
+        if self._parked:
+            runner = self._runner
+            assert runner is not None
+            runner.resume(b"", exc)
+            return
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -376,7 +455,8 @@ class AsyncStream(asyncio.Protocol):
         deadline = self.deadline
         if deadline is not None and now >= deadline and self._write_error is None:
             exc = TimeoutError("the request deadline (timeouts.request) has passed")
-            self._read_error = self._write_error = exc
+            self._read_error = exc
+            self._fail_writes(exc)
         elif self._expires != _NO_EXPIRY and now >= self._expires:
             exc = TimeoutError(
                 f"nothing happened on the connection within timeouts.{self._expired}"

@@ -7,7 +7,8 @@ task in an explicit table. The table
   ``receive``, so access policy, counters, datagram truncation and accept errors behave as in
   the synchronous loop), and stops reading the fd while ``limits.max_concurrent`` requests run;
 - starts one task per request: a stream connection becomes an :class:`AsyncStream` attached to
-  the loop (``connect_accepted_socket``), a datagram is handed over as is;
+  the loop (``connect_accepted_socket``), served by a :class:`ResumableTask` that the stream's
+  callbacks resume in place; a datagram is handed over as is;
 - enforces the stream timeouts (``idle``, ``first_byte``, ``request``) with one periodic sweep
   over the connections instead of a timer per read;
 - drains on shutdown: stops accepting, waits up to the grace period for the tasks, cancels the
@@ -25,6 +26,7 @@ import time
 from typing import Any, Final
 
 from typedserve.aio.handlers import AsyncHandlerFactory
+from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import AsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
@@ -156,15 +158,19 @@ class RequestTable:
             self._start(request)
 
     def _start(self, request: object) -> None:
+        loop = self._loop
         if isinstance(request, StreamRequest):
-            coro = self._serve_stream(request)
+            stream = AsyncStream(
+                loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
+            )
+            runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
+            task = runner.task
         elif isinstance(request, Datagram):
-            coro = self._serve_datagram(request)
+            task = loop.create_task(self._serve_datagram(request))
         else:
             self._transport.close_request(request)
             self._counters.add(FINISHED)
             raise TypeError(f"AsyncIO serves stream and datagram transports, got {request!r}")
-        task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -202,11 +208,8 @@ class RequestTable:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    async def _serve_stream(self, request: StreamRequest) -> None:
+    async def _serve_stream(self, request: StreamRequest, stream: AsyncStream) -> None:
         sock = request.socket
-        stream = AsyncStream(
-            self._loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
-        )
         try:
             await self._loop.connect_accepted_socket(lambda: stream, sock)
         except OSError as exc:  # e.g. reset before the loop saw it: nothing to serve
