@@ -72,6 +72,13 @@ class Gate:
             pids.append(int(words[1]))
         return pids
 
+    def wait_ended(self) -> None:
+        """Wait until every held ``hold`` handler has returned (its gate connection closes)."""
+        for conn, pid in self.held:
+            assert conn.recv(10) == b"", f"the hold handler in {pid} sent something"
+            conn.close()
+        self.held = []
+
     def release(self) -> None:
         """Let every held ``gate`` handler reply."""
         for conn, _ in self.held:

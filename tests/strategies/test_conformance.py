@@ -130,6 +130,24 @@ def test_a_silent_client_is_closed_and_does_not_block_others(
         assert server.stats().slow_clients == 1
 
 
+def test_a_client_closing_its_connection_ends_a_handler_reading_to_eof(
+    make_server: MakeServer, gate: Gate, stream_case: TransportCase
+) -> None:
+    # The client lives in the server's process: a forked child or worker must not keep its
+    # own copy of the client's end open, or the handler never sees EOF.
+    server = make_server(stream_case)
+    with serve_in_thread(server):
+        client = connect(server, timeout=WAIT)
+        send(client, True, b"hold")
+        gate.wait_started(1)
+        client.close()
+        gate.wait_ended()
+        report = server.shutdown(grace=WAIT)
+    assert report is not None
+    assert report.cut == 0
+    assert server.stats().in_flight == 0
+
+
 # -- overload ----------------------------------------------------------------------------------
 
 

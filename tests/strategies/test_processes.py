@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.strategies.support import WAIT, CommandStream, Gate
-from typedserve import ForkPerRequest, InetAddress, Prefork, Server, ServerConfig, TCPTransport
+from typedserve import (
+    DrainReport,
+    ForkPerRequest,
+    InetAddress,
+    Prefork,
+    Server,
+    ServerConfig,
+    TCPTransport,
+)
 from typedserve.testing import LeakCheck, connect, serve_in_thread
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,7 +84,7 @@ def hold(port: int, gate: Gate, count: int) -> tuple[list[socket.socket], list[i
 def test_prefork_replaces_a_killed_worker_and_loses_only_its_requests(
     leak_check: None, gate: Gate
 ) -> None:
-    prefork = Prefork(workers=2)
+    prefork = Prefork(workers=2, threads_per_worker=1)  # one held request fills a worker
     server = tcp_server(prefork, gate)
     with serve_in_thread(server):
         assert prefork.wait_ready(WAIT)
@@ -93,6 +101,45 @@ def test_prefork_replaces_a_killed_worker_and_loses_only_its_requests(
         assert sorted(replies) == [b"", b"done"]  # the victim's request is lost, not the other
         assert [ask(server, b"echo:%d" % n) for n in range(20)] == [b"%d" % n for n in range(20)]
     assert server.stats().errors == 1  # the lost request, counted by the supervisor
+
+
+def test_a_worker_forked_while_a_client_is_open_does_not_keep_that_connection_open(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=2, threads_per_worker=1)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        client = connect(server, timeout=WAIT)
+        client.sendall(b"hold\n")
+        (serving,) = gate.wait_started(1)
+        (other,) = [pid for pid in prefork.pids if pid != serving]
+        os.kill(other, signal.SIGKILL)  # its replacement is forked while the client is open
+        assert prefork.wait_ready(WAIT, replacing=[other])
+        client.close()
+        gate.wait_ended()  # the handler saw EOF: no worker holds a copy of the client's end
+        report = server.shutdown(grace=WAIT)
+    assert report is not None
+    assert report.cut == 0
+
+
+def test_a_single_threaded_worker_hears_the_stop_while_its_handler_runs(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=1, threads_per_worker=1)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        client = connect(server, timeout=WAIT)
+        client.sendall(b"hold\n")
+        gate.wait_started(1)
+        report = server.shutdown(grace=0.01)
+        assert client.recv(10) == b""
+        client.close()
+    # The worker cut its request at the deadline and reported it; had its loop been stuck in
+    # the handler, the supervisor would have killed it, losing the request as an error.
+    assert report == DrainReport(completed=0, cut=1, backlog_refused=0)
+    assert server.stats().errors == 0
 
 
 def test_prefork_rolling_restart_replaces_every_worker_without_refusing_clients(

@@ -2,8 +2,10 @@
 
 Processes: ``submit`` runs on the loop thread and forks. The child resets SIGTERM/SIGINT to
 their defaults, closes its copies of the loop's fds (the listening socket too, unless a
-datagram's reply needs it), runs ``serve(request)`` and leaves with ``os._exit`` after flushing
-logging and stdio: it never returns into the parent's loop and never runs ``atexit`` handlers.
+datagram's reply needs it) and of clients of this server living in the parent's process (a
+test's client: see :mod:`typedserve.strategies._forked`), runs ``serve(request)`` and leaves
+with ``os._exit`` after flushing logging and stdio: it never returns into the parent's loop
+and never runs ``atexit`` handlers.
 The parent closes its copy of the request's connection at once (the child owns it), opens a
 pidfd for the child and watches it in the server's selector: the child is reaped by the loop
 thread as soon as it exits, with no ``waitpid`` polling and no SIGCHLD handler, so no zombie
@@ -26,7 +28,6 @@ import logging
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from typedserve.counters import ERRORS, FINISHED
 from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError
 from typedserve.requests import StreamRequest
+from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
 from typedserve.strategies.base import ServerHost, Strategy
 
 __all__ = ["ForkPerRequest"]
@@ -98,7 +100,7 @@ class ForkPerRequest(Strategy):
         while not self._free_slots:
             self._wait_for_exits(None)
         slot = self._free_slots.pop()
-        _flush_stdio()
+        flush_stdio()
         pid = os.fork()
         if pid == 0:
             self._run_child(host, serve, request, slot)
@@ -123,13 +125,17 @@ class ForkPerRequest(Strategy):
             host.counters.use_row(slot)
             for pidfd in self._children:
                 os.close(pidfd)
-            host.close_in_child(keep_listener=not isinstance(request, StreamRequest))
+            if isinstance(request, StreamRequest):
+                host.close_in_child(keep_listener=False)
+                close_inherited_clients(host.transport.address, keep=(request.socket.fileno(),))
+            else:
+                host.close_in_child(keep_listener=True)
             serve(request)
             status = 0
         finally:
             with contextlib.suppress(BaseException):
                 logging.shutdown()
-                _flush_stdio()
+                flush_stdio()
             os._exit(status)
 
     def _reap(self, pidfd: int, entry: tuple[int, int] | None = None) -> None:
@@ -145,7 +151,8 @@ class ForkPerRequest(Strategy):
         self._free_slots.append(slot)
         if status != 0 and self._host is not None:
             level = logging.INFO if self._stopping else logging.ERROR
-            logger.log(level, "request child %d ended abnormally (%s)", pid, _describe(status))
+            how = describe_status(status)
+            logger.log(level, "request child %d ended abnormally (%s)", pid, how)
             counters = self._host.counters
             counters.add(FINISHED)
             counters.add(ERRORS)
@@ -209,16 +216,3 @@ def _release_parent_copy(request: object) -> None:
     """
     if isinstance(request, StreamRequest):
         request.socket.close()
-
-
-def _flush_stdio() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"

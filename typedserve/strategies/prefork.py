@@ -3,12 +3,14 @@
 Processes and threads: ``Server.serve_forever()`` calls :meth:`Prefork.run`, which makes the
 calling process the **supervisor**: it forks ``workers`` processes and then only watches them
 (pidfds and one status pipe each, in a selector of its own); it never accepts. Each **worker**
-runs the server's normal loop (``host.run_loop()``) with the inner strategy (``Inline``, or a
-``ThreadPool`` of ``threads_per_worker``), then the server's normal drain, and leaves with
-``os._exit``. Workers share the listening socket the server bound (inherited through the
-fork), or, with ``config.reuse_port``, each binds a ``SO_REUSEPORT`` socket of its own and the
-kernel balances connections between them (the supervisor then closes its own socket once the
-first workers are up; a connection that reached it before is reset, a datagram dropped).
+runs the server's normal loop (``host.run_loop()``) dispatching to a ``ThreadPool`` of
+``threads_per_worker`` threads with no queue, then the server's normal drain, and leaves with
+``os._exit``. A new worker closes its copies of the supervisor's fds, and of clients of this
+server living in the supervisor's process (see :mod:`typedserve.strategies._forked`). Workers
+share the listening socket the server bound (inherited through the fork), or, with
+``config.reuse_port``, each binds a ``SO_REUSEPORT`` socket of its own and the kernel balances
+connections between them (the supervisor then closes its own socket once the first workers
+are up; a connection that reached it before is reset, a datagram dropped).
 
 Supervision: a worker that dies unexpectedly is logged (WARNING) and replaced; its requests in
 flight are lost and counted as errors. At most ``max_restarts`` replacements start within
@@ -35,7 +37,6 @@ import logging
 import os
 import selectors
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,8 +47,8 @@ from typing import Any, TypeVar
 from typedserve.config import InetAddress
 from typedserve.drain import DrainReport
 from typedserve.errors import ConfigError
+from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
 from typedserve.strategies.base import ListenerOnDrain, ServerHost, Strategy
-from typedserve.strategies.inline import Inline
 from typedserve.strategies.pool import ThreadPool
 
 __all__ = ["Prefork"]
@@ -76,8 +77,9 @@ class _Worker:
     stopping: bool = False
     replaces: _Worker | None = None
     report: DrainReport | None = None
-    eof: bool = False  # the status pipe is closed on the worker's side and unregistered
+    eof: bool = False  # the status pipe is closed on the worker's side
     reaped: bool = False
+    watched: set[int] = field(default_factory=set)  # its fds registered in the selector
     buffer: bytearray = field(default_factory=bytearray)
 
 
@@ -91,16 +93,18 @@ class Prefork(Strategy):
         with server:
             server.serve_forever()      # this process supervises; workers serve
 
-    As with ``ForkPerRequest``, state changed in a worker never reaches the supervisor or the
-    other workers. ``threads_per_worker=1`` serves requests inline in each worker, which then
-    notices a stop (or a rolling restart) only between requests; with more threads a worker's
-    loop stays responsive and its pool has no queue, so it accepts only what it can start.
+    At most ``workers * threads_per_worker`` requests run at once (by default 2 x 16, as
+    gunicorn's ``gthread`` workers do): a worker's pool has no queue, so it accepts only what it
+    can start and leaves the rest of the shared backlog to its siblings, and its loop thread
+    stays free to hear a stop or a rolling restart while handlers run. As with
+    ``ForkPerRequest``, state changed in a worker never reaches the supervisor or the other
+    workers.
     """
 
     def __init__(
         self,
         workers: int = 2,
-        threads_per_worker: int = 1,
+        threads_per_worker: int = 16,
         *,
         max_restarts: int = 10,
         restart_window: float = 10.0,
@@ -114,11 +118,10 @@ class Prefork(Strategy):
         self.threads_per_worker = threads_per_worker
         self.max_restarts = max_restarts
         self.restart_window = restart_window
-        self._inner: Strategy = (
-            # No queue in a worker: it takes only what it can start, leaving the rest of the
-            # shared backlog to its siblings.
-            Inline() if threads_per_worker == 1 else ThreadPool(threads_per_worker, 0)
-        )
+        # No queue in a worker: it takes only what it can start, leaving the rest of the
+        # shared backlog to its siblings. A pool even of one thread keeps the worker's loop free
+        # to hear "stop" and cut at the drain's deadline (an inline handler would hold it).
+        self._inner: Strategy = ThreadPool(threads_per_worker, 0)
         self._host: ServerHost[Any] | None = None
         self._in_worker = False
         self._retiring = False
@@ -272,7 +275,7 @@ class Prefork(Strategy):
         slot = self._free_slots.pop()
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         control_r, control_w = os.pipe2(os.O_CLOEXEC)
-        _flush()
+        flush_stdio()
         pid = os.fork()
         if pid == 0:
             os.close(status_r)
@@ -283,9 +286,22 @@ class Prefork(Strategy):
         os.set_blocking(status_r, False)
         worker = _Worker(pid, os.pidfd_open(pid), slot, status_r, control_w, replaces=replaces)
         self._live[worker.pidfd] = worker
-        selector.register(worker.pidfd, selectors.EVENT_READ, ("exit", worker))
-        selector.register(worker.status, selectors.EVENT_READ, ("status", worker))
+        self._watch(worker, worker.pidfd, "exit")
+        self._watch(worker, worker.status, "status")
         self._notify()
+
+    def _watch(self, worker: _Worker, fd: int, kind: str) -> None:
+        assert self._selector is not None
+        self._selector.register(fd, selectors.EVENT_READ, (kind, worker))
+        worker.watched.add(fd)
+
+    def _unwatch(self, worker: _Worker, fd: int) -> None:
+        """Unregister one of ``worker``'s fds, once: its record, not the selector's map (where
+        the number may already belong to a newer worker), says whether it is registered."""
+        if fd in worker.watched:
+            worker.watched.discard(fd)
+            assert self._selector is not None
+            self._selector.unregister(fd)
 
     def _on_status(self, worker: _Worker) -> None:
         if worker.eof or worker.reaped:
@@ -295,8 +311,7 @@ class Prefork(Strategy):
         except BlockingIOError:
             return
         if not data:
-            assert self._selector is not None
-            self._selector.unregister(worker.status)
+            self._unwatch(worker, worker.status)
             worker.eof = True
             return
         worker.buffer += data
@@ -329,9 +344,8 @@ class Prefork(Strategy):
                 break
             self._on_status(worker)
         del self._live[worker.pidfd]
-        selector.unregister(worker.pidfd)
-        if not worker.eof:
-            selector.unregister(worker.status)
+        self._unwatch(worker, worker.pidfd)
+        self._unwatch(worker, worker.status)
         os.close(worker.pidfd)
         os.close(worker.status)
         worker.reaped = True
@@ -346,7 +360,7 @@ class Prefork(Strategy):
             logger.warning(
                 "worker %d died (%s), losing %d request(s); replacing it",
                 worker.pid,
-                _describe(status),
+                describe_status(status),
                 lost,
             )
             if not self._stop_sent:
@@ -366,7 +380,7 @@ class Prefork(Strategy):
         return self._restarts[0] + self.restart_window - now
 
     def _tell_stop(self, worker: _Worker, grace: float | None, retire: bool = False) -> None:
-        if worker.stopping:
+        if worker.stopping or worker.reaped:  # a reaped worker's control fd number is reused
             return
         worker.stopping = True
         if retire:  # the others keep serving: leave the shared backlog to them
@@ -452,7 +466,7 @@ class Prefork(Strategy):
         finally:
             with contextlib.suppress(BaseException):
                 logging.shutdown()
-                _flush()
+                flush_stdio()
             os._exit(code)
 
     def _become_worker(self, host: ServerHost[Any], slot: int, control: int) -> None:
@@ -479,6 +493,7 @@ class Prefork(Strategy):
             assert isinstance(address, InetAddress)
             port = host.transport.address[1]
             host.rebind(host.config.with_overrides({"address.port": port}))
+        close_inherited_clients(host.transport.address)
         host.watch(control, lambda: self._on_control(host, control))
 
     def _listener_on_drain(self, host: ServerHost[Any]) -> ListenerOnDrain:
@@ -500,16 +515,3 @@ class Prefork(Strategy):
 def _send(fd: int, data: bytes) -> None:
     with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
         os.write(fd, data)
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
