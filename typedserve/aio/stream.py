@@ -358,6 +358,13 @@ class AsyncStream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Hand ``data`` to a waiting :meth:`read`, or buffer it and wake the reader."""
+        if self._parked and len(data) <= self._want:
+            # The common case (a read waits on an empty buffer): resume it with the data itself.
+            runner = self._runner
+            assert runner is not None
+            self._expires = _NO_EXPIRY
+            if runner.resume(data):
+                return
         buffer = self._buffer
         waiter = self._waiter
         if self._parked:  # resume the reader, with the buffer as it would find it later
