@@ -66,10 +66,10 @@ HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerL
 """Builds the handler for one request; a :class:`Handler` subclass is one."""
 
 
-FileT = TypeVar("FileT")
+_FileT = TypeVar("_FileT")
 
 
-class _OpenedOnFirstUse(Generic[FileT]):
+class _OpenedOnFirstUse(Generic[_FileT]):
     """A handler's file attribute (``rfile``, ``wfile``), opened the first time it is read.
 
     Many handlers never touch their files (they use ``request.socket`` or ``request.payload``
@@ -80,7 +80,7 @@ class _OpenedOnFirstUse(Generic[FileT]):
     find in ``__dict__`` exactly the files that were opened.
     """
 
-    def __init__(self, open_file: Callable[[Any], FileT]) -> None:
+    def __init__(self, open_file: Callable[[Any], _FileT]) -> None:
         self._open = open_file
         self._name = ""
 
@@ -88,12 +88,12 @@ class _OpenedOnFirstUse(Generic[FileT]):
         self._name = name
 
     @overload
-    def __get__(self, instance: None, owner: type) -> _OpenedOnFirstUse[FileT]: ...
+    def __get__(self, instance: None, owner: type) -> _OpenedOnFirstUse[_FileT]: ...
 
     @overload
-    def __get__(self, instance: object, owner: type) -> FileT: ...
+    def __get__(self, instance: object, owner: type) -> _FileT: ...
 
-    def __get__(self, instance: object, owner: type) -> FileT | _OpenedOnFirstUse[FileT]:
+    def __get__(self, instance: object, owner: type) -> _FileT | _OpenedOnFirstUse[_FileT]:
         if instance is None:
             return self
         file = self._open(instance)
