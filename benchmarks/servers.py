@@ -287,6 +287,18 @@ def run_typedserve(kind: str, spec: str) -> None:
         server.serve_forever()
 
 
+def default_concurrency(strategy: Any) -> int | None:
+    """How many requests a strategy built with its defaults runs at once (``None``: no bound)."""
+    per_worker = getattr(strategy, "threads_per_worker", None)
+    if isinstance(per_worker, int):  # Prefork: a pool of threads in each worker
+        return int(strategy.workers) * per_worker
+    for attribute in ("max_workers", "max_children", "workers", "capacity"):
+        value = getattr(strategy, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -301,13 +313,7 @@ def main() -> None:
     if kind == "list-strategies":  # "Name N": N requests run at once by default ("-": unbounded)
         for strategy_name, cls in discover_strategies().items():
             strategy = cls()
-            running = None
-            for attribute in ("max_workers", "max_children", "workers", "capacity"):
-                value = getattr(strategy, attribute, None)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    running = value
-                    break
-            print(strategy_name, "-" if running is None else running)
+            print(strategy_name, "-" if (n := default_concurrency(strategy)) is None else n)
         return
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
