@@ -155,7 +155,7 @@ def test_resumed_from_a_task_or_with_an_error_it_goes_through_the_task(
         await settle()
         assert seen == ["from a task"]
         error = KeyError("k")
-        await from_callback(lambda: runner.resume(None, error))
+        assert await from_callback(lambda: runner.throw(error)) is True
         await asyncio.wait_for(runner.task, 1)
         assert seen == ["from a task", error]
 

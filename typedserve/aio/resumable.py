@@ -30,7 +30,7 @@ import asyncio
 import contextvars
 import types
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
 
 __all__ = ["PARK", "ResumableTask"]
@@ -56,7 +56,17 @@ class ResumableTask:
     carries on from there on its next step.
     """
 
-    __slots__ = ("_context", "_coro", "_handoff", "_loop", "_park", "_send", "stepping", "task")
+    __slots__ = (
+        "_context",
+        "_coro",
+        "_handoff",
+        "_loop",
+        "_park",
+        "_park_done",
+        "_send",
+        "stepping",
+        "task",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
         self._loop = loop
@@ -64,30 +74,30 @@ class ResumableTask:
         self._send = coro.send
         self._context = contextvars.copy_context()
         self._park: asyncio.Future[None] | None = None  # what the task waits on while parked
+        self._park_done: Callable[[], bool] = bool  # self._park.done, bound once per park
         self._handoff: _HandOff | None = None  # what the task does when the park ends
         self.stepping = False
         """Whether this object is advancing the coroutine right now (only then may it park)."""
         self.task: asyncio.Task[None] = loop.create_task(self._run(), context=self._context)
         """The task running the coroutine."""
 
-    def resume(self, value: object, exc: BaseException | None = None) -> bool:
-        """Continue the parked coroutine with ``value`` (or raise ``exc`` in it).
+    def resume(self, value: object) -> bool:
+        """Continue the parked coroutine with ``value``: its ``yield PARK`` returns it.
 
-        In place when this runs from a loop callback; through the task otherwise (while some
-        task is running, or for an exception, so that a timeout sweep never runs handler code
-        in the middle of its loop). Returns ``False``, and does nothing, when the task no
+        In place when this runs from a loop callback (that is the point); through the task
+        while some task is running. Returns ``False``, and does nothing, when the task no
         longer waits for it: a cancel reached the park, and the coroutine will see
         ``CancelledError`` there instead.
         """
         park = self._park
-        if park is None or park.done():
+        if park is None or self._park_done():
             return False
-        if exc is not None or self.stepping:
-            self._hand_off((_STEP, value, exc))
+        task = self.task
+        if self.stepping:
+            self._hand_off((_STEP, value, None))
             return True
-        loop, task = self._loop, self.task
         try:
-            _enter_task(loop, task)
+            _enter_task(self._loop, task)
         except RuntimeError:  # some task is running (a callback called from its step)
             self._hand_off((_STEP, value, None))
             return True
@@ -99,11 +109,22 @@ class ResumableTask:
             return True
         finally:
             self.stepping = False
-            _leave_task(loop, task)
+            _leave_task(self._loop, task)
         if yielded is not PARK:
             self._hand_off((_YIELD, yielded, None))
         # Parked again: the task goes on waiting on the same future (or, if it was cancelled
         # meanwhile, will throw CancelledError at the park).
+        return True
+
+    def throw(self, exc: BaseException) -> bool:
+        """Raise ``exc`` in the parked coroutine, through the task (never in place, so that a
+        timeout sweep does not run handler code in the middle of its loop). Returns ``False``
+        when the task no longer waits (see :meth:`resume`).
+        """
+        park = self._park
+        if park is None or park.done():
+            return False
+        self._hand_off((_STEP, None, exc))
         return True
 
     def _hand_off(self, handoff: _HandOff) -> None:
@@ -135,6 +156,7 @@ class ResumableTask:
                 return  # the coroutine's value is None
             while yielded is PARK:
                 park = self._park = self._loop.create_future()
+                self._park_done = park.done
                 thrown: BaseException | None = None
                 try:
                     yield from park

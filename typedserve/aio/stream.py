@@ -445,7 +445,10 @@ class AsyncStream(asyncio.Protocol):
         if self._parked:
             runner = self._runner
             assert runner is not None
-            runner.resume(b"", exc)
+            if exc is None:
+                runner.resume(b"")
+            else:
+                runner.throw(exc)
             return
         waiter = self._waiter
         if waiter is not None:
