@@ -29,7 +29,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, cast, overload
+from typing import ClassVar, Generic, Protocol, TypeAlias, cast
 
 from typing_extensions import Buffer
 
@@ -64,41 +64,6 @@ class HandlerLike(Protocol):
 
 HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerLike]
 """Builds the handler for one request; a :class:`Handler` subclass is one."""
-
-
-_FileT = TypeVar("_FileT")
-
-
-class _OpenedOnFirstUse(Generic[_FileT]):
-    """A handler's file attribute (``rfile``, ``wfile``), opened the first time it is read.
-
-    Many handlers never touch their files (they use ``request.socket`` or ``request.payload``
-    directly), and opening them costs a few microseconds per request and about 5 KiB per idle
-    connection. A non-data descriptor: the opened file is stored in the instance's ``__dict__``
-    under the same name, so later reads are plain attribute reads, assigning the attribute
-    (``self.rfile = ...`` in a ``setup`` override) simply replaces it, and ``finish``/``close``
-    find in ``__dict__`` exactly the files that were opened.
-    """
-
-    def __init__(self, open_file: Callable[[Any], _FileT]) -> None:
-        self._open = open_file
-        self._name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> _OpenedOnFirstUse[_FileT]: ...
-
-    @overload
-    def __get__(self, instance: object, owner: type) -> _FileT: ...
-
-    def __get__(self, instance: object, owner: type) -> _FileT | _OpenedOnFirstUse[_FileT]:
-        if instance is None:
-            return self
-        file = self._open(instance)
-        instance.__dict__[self._name] = file
-        return file
 
 
 class Handler(ABC, Generic[RequestT, StateT]):
@@ -239,16 +204,39 @@ class StreamHandler(Handler[StreamRequest, StateT]):
             return cast(io.BufferedIOBase, sock.makefile("wb", self.wbufsize))
         return io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
 
-    rfile = _OpenedOnFirstUse(_open_rfile)
-    """The connection's input, buffered (opened on first use)."""
-    wfile = _OpenedOnFirstUse(_open_wfile)
-    """The connection's output (opened on first use; see ``wbufsize``)."""
-
+    # The files are opened on first use: many handlers never touch them (they work on
+    # request.socket directly), and opening them costs a few microseconds per connection and
+    # about 5 KiB per idle one. They live in plain attributes with class defaults, so
+    # finish() and close() see what was opened or assigned with two cheap reads.
+    _rfile: io.BufferedIOBase | None = None
+    _wfile: io.BufferedIOBase | None = None
     _finished = False
+
+    @property
+    def rfile(self) -> io.BufferedIOBase:
+        """The connection's input, buffered (opened on first use; assignable)."""
+        if self._rfile is None:
+            self._rfile = self._open_rfile()
+        return self._rfile
+
+    @rfile.setter
+    def rfile(self, file: io.BufferedIOBase) -> None:
+        self._rfile = file
+
+    @property
+    def wfile(self) -> io.BufferedIOBase:
+        """The connection's output (opened on first use; assignable; see ``wbufsize``)."""
+        if self._wfile is None:
+            self._wfile = self._open_wfile()
+        return self._wfile
+
+    @wfile.setter
+    def wfile(self, file: io.BufferedIOBase) -> None:
+        self._wfile = file
 
     def finish(self) -> None:
         """Flush ``wfile`` (an override must call ``super().finish()``)."""
-        wfile = self.__dict__.get("wfile")
+        wfile = self._wfile
         if wfile is not None and not wfile.closed:
             wfile.flush()
         self._finished = True
@@ -259,14 +247,13 @@ class StreamHandler(Handler[StreamRequest, StateT]):
         If :meth:`finish` did not run (``setup`` or ``handle`` failed), what is still buffered
         in ``wfile`` is discarded, not sent: a half-built reply never reaches the client.
         """
-        files = self.__dict__
-        if "wfile" not in files and "rfile" not in files:
+        rfile, wfile = self._rfile, self._wfile
+        if rfile is None and wfile is None:
             return  # neither was used: nothing to close
-        raw = getattr(files.get("wfile"), "raw", None)
+        raw = getattr(wfile, "raw", None)
         if not self._finished and raw is not None:
             raw.close()  # a buffered file whose raw stream is closed skips the flush on close
-        for name in ("wfile", "rfile"):
-            file = files.get(name)
+        for file in (wfile, rfile):
             if file is not None:
                 # An unflushable wfile after a failed handle: that error was already reported.
                 with contextlib.suppress(OSError):
@@ -281,20 +268,34 @@ class DatagramHandler(Handler[Datagram, StateT]):
     Both files are opened the first time they are used.
     """
 
-    def _open_rfile(self) -> io.BytesIO:
-        return io.BytesIO(self.request.payload)
+    _rfile: io.BytesIO | None = None
+    _wfile: io.BytesIO | None = None
 
-    def _open_wfile(self) -> io.BytesIO:
-        return io.BytesIO()
+    @property
+    def rfile(self) -> io.BytesIO:
+        """The payload, as a file (opened on first use; assignable)."""
+        if self._rfile is None:
+            self._rfile = io.BytesIO(self.request.payload)
+        return self._rfile
 
-    rfile = _OpenedOnFirstUse(_open_rfile)
-    """The payload, as a file (opened on first use)."""
-    wfile = _OpenedOnFirstUse(_open_wfile)
-    """The reply being built (opened on first use)."""
+    @rfile.setter
+    def rfile(self, file: io.BytesIO) -> None:
+        self._rfile = file
+
+    @property
+    def wfile(self) -> io.BytesIO:
+        """The reply being built (opened on first use; assignable)."""
+        if self._wfile is None:
+            self._wfile = io.BytesIO()
+        return self._wfile
+
+    @wfile.setter
+    def wfile(self, file: io.BytesIO) -> None:
+        self._wfile = file
 
     def finish(self) -> None:
         """Send what was written to ``wfile``, if anything, as one reply."""
-        wfile = self.__dict__.get("wfile")
+        wfile = self._wfile
         if wfile is not None:
             reply = wfile.getvalue()
             if reply:
