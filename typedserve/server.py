@@ -234,15 +234,16 @@ class Server(Generic[RequestT, StateT]):
         self._limit = min((n for n in limits if n is not None), default=None)
         self._pause_when_full = config.limits.overload == "pause"
         self._counters = Counters(self.strategy.process_slots)
-        # Inline runs every request on the loop thread, so that thread is the only writer of
-        # the finished count while the loop runs (a drain on another thread starts only after
-        # the loop stopped): the count needs no lock, which would cost ~800 instructions, ~3%
-        # of a datagram's whole way through the server.
-        self._lock_finished = type(self.strategy) is not Inline
         # Requests running in this process, by the thread serving each: a drain cuts them, and
         # close() knows it was called from a handler when its thread is a key (one dict store
         # per request, where a thread-local flag would cost two slower attribute writes).
         self._live: dict[int, RequestT] = {}
+        # Inline serves every request on the loop thread, one at a time, and a drain on
+        # another thread starts only after the loop stopped. So its running request fits in
+        # one attribute, and the loop thread is the only writer of the finished count: no
+        # lock. Per datagram, the dict and the lock would cost ~1.5k instructions (~6%).
+        self._serial = type(self.strategy) is Inline
+        self._serial_request: RequestT | None = None
         self._host = _Host(self)
         self._context: ServerContext[Any] | None = None
         self._selector: selectors.BaseSelector | None = None
@@ -443,7 +444,7 @@ class Server(Generic[RequestT, StateT]):
         if not self._stopped.wait(grace):
             # A handler holds the loop thread (Inline) past the grace period: cut it, so the
             # loop gets back to see the stop instead of keeping this drain waiting forever.
-            live = list(self._live.values())
+            live = self._running_requests()
             cut_early = len(live)
             for request in live:
                 cut(request)
@@ -605,8 +606,12 @@ class Server(Generic[RequestT, StateT]):
             self.transport.close_request(request)
             self._counters.add(FINISHED)
             return
-        live, thread = self._live, get_ident()
-        live[thread] = request
+        serial = self._serial
+        if serial:
+            self._serial_request = request
+        else:
+            thread = get_ident()
+            self._live[thread] = request
         try:
             if self._first_byte is not None and not self.transport.wait_first_byte(
                 request, self._first_byte
@@ -624,17 +629,28 @@ class Server(Generic[RequestT, StateT]):
         except Exception as exc:
             self._report(exc, request)
         finally:
-            del live[thread]
+            if serial:
+                self._serial_request = None
+            else:
+                del self._live[thread]
             self.transport.close_request(request)
             # counters.add(FINISHED), inlined: the bare acquire/release pair (around a
             # statement that cannot raise) costs half of a call plus a ``with`` block.
             counters = self._counters
-            if self._lock_finished:
+            if serial:
+                counters.row[FINISHED] += 1
+            else:
                 counters.lock.acquire()
                 counters.row[FINISHED] += 1
                 counters.lock.release()
-            else:
-                counters.row[FINISHED] += 1
+
+    def _running_requests(self) -> list[RequestT]:
+        """The requests whose handlers run in this process now, on any thread."""
+        running = list(self._live.values())
+        serial = self._serial_request
+        if serial is not None:
+            running.append(serial)
+        return running
 
     def _report(self, exc: BaseException, request: object) -> None:
         self._report_peer(exc, getattr(request, "peer", None))
@@ -669,7 +685,7 @@ class Server(Generic[RequestT, StateT]):
                     self._run_once(left)
             still_running = strategy.in_flight
             self._cutting = bool(still_running)
-            for request in list(self._live.values()):
+            for request in self._running_requests():
                 cut(request)
             if backlog:
                 self._refuse_backlog()
