@@ -31,7 +31,7 @@ import contextvars
 import types
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Final
+from typing import Any, Final, cast
 
 __all__ = ["PARK", "ResumableTask"]
 
@@ -78,7 +78,9 @@ class ResumableTask:
         self._handoff: _HandOff | None = None  # what the task does when the park ends
         self.stepping = False
         """Whether this object is advancing the coroutine right now (only then may it park)."""
-        self.task: asyncio.Task[None] = loop.create_task(self._run(), context=self._context)
+        # types.coroutine makes the generator awaitable; typeshed (3.12+) wants a Coroutine.
+        run = cast("Coroutine[Any, Any, None]", self._run())
+        self.task: asyncio.Task[None] = loop.create_task(run, context=self._context)
         """The task running the coroutine."""
 
     def resume(self, value: object) -> bool:
