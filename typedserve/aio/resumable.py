@@ -30,7 +30,7 @@ import asyncio
 import contextvars
 import types
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, cast
 
 __all__ = ["PARK", "ResumableTask"]
@@ -78,9 +78,7 @@ class ResumableTask:
         self._handoff: _HandOff | None = None  # what the task does when the park ends
         self.stepping = False
         """Whether this object is advancing the coroutine right now (only then may it park)."""
-        # types.coroutine makes the generator awaitable; typeshed (3.12+) wants a Coroutine.
-        run = cast("Coroutine[Any, Any, None]", self._run())
-        self.task: asyncio.Task[None] = loop.create_task(run, context=self._context)
+        self.task: asyncio.Task[None] = loop.create_task(self._drive(), context=self._context)
         """The task running the coroutine."""
 
     def resume(self, value: object) -> bool:
@@ -145,6 +143,10 @@ class ResumableTask:
             return self._coro.throw(exc)
         finally:
             self.stepping = False
+
+    async def _drive(self) -> None:
+        """A native coroutine around :meth:`_run`: since 3.12, tasks accept no other kind."""
+        await cast("Awaitable[None]", self._run())
 
     @types.coroutine
     def _run(self) -> Generator[Any, Any, None]:
