@@ -28,8 +28,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-# The compat conformance suite on every other supported CPython that is present (3.11 ran above),
-# each in its own .venv-3.1x; stubtest checks typedserve/compat/__init__.pyi on every version.
+# The whole test suite (the compat conformance suite included) on every other supported CPython
+# that is present (3.11 ran above), each in its own .venv-3.1x; stubtest checks
+# typedserve/compat/__init__.pyi on every version.
 COMPAT_VERSIONS := 3.12 3.13
 STUBTEST := -m mypy.stubtest typedserve.compat --allowlist stubs/stubtest-allowlist.txt
 
@@ -49,7 +50,7 @@ compat-versions: $(STAMP)
 	    touch $$venv/.installed; \
 	  fi; \
 	  echo "compat-versions: Python $$v"; \
-	  $$venv/bin/python -m pytest tests/compat -q; \
+	  $$venv/bin/python -m pytest tests -q; \
 	  $$venv/bin/python $(STUBTEST); \
 	done
 
