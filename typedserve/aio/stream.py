@@ -27,7 +27,7 @@ from typing import Any, Final, cast
 from typedserve.aio.resumable import PARK, ResumableTask
 from typedserve.requests import PeerAddress
 
-__all__ = ["DEFAULT_LIMIT", "AsyncStream"]
+__all__ = ["DEFAULT_LIMIT", "AsyncStream", "RecvIntoStream"]
 
 DEFAULT_LIMIT: Final = 64 * 1024
 """The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
@@ -506,3 +506,39 @@ class AsyncStream(asyncio.Protocol):
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")
         return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"
+
+
+class RecvIntoStream(AsyncStream, asyncio.BufferedProtocol):
+    """An :class:`AsyncStream` that the loop reads into a buffer shared by the whole table.
+
+    For the stdlib's selector loop, whose transport otherwise allocates a fresh 256 KiB
+    ``bytes`` for every ``recv`` and shrinks it to the size received: past glibc's mmap
+    threshold, that is an ``mmap``, an ``mremap`` and an ``munmap`` per message. Here the
+    transport ``recv_into``\\ s ``recv_buffer`` and the stream copies out just the bytes received
+    (so what a read returns is still the caller's own ``bytes``). One loop thread uses the
+    buffer, one read at a time, so a table shares one. uvloop reads into its own buffer and
+    needs none of this.
+    """
+
+    __slots__ = ("_recv_buffer",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Future[None],
+        peer: PeerAddress,
+        *,
+        recv_buffer: memoryview,
+        idle: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(loop, ready, peer, idle=idle, deadline=deadline)
+        self._recv_buffer = recv_buffer
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """The shared buffer the transport receives into (called by the event loop)."""
+        return self._recv_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` arrived in the shared buffer: take a copy of them as ``data_received``."""
+        self.data_received(bytes(self._recv_buffer[:nbytes]))

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.resumable import ResumableTask
-from typedserve.aio.stream import AsyncStream
+from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
 from typedserve.requests import Datagram, StreamRequest
@@ -76,6 +76,12 @@ class RequestTable:
         self._pause_when_full = config.limits.overload == "pause"
         self._ready: asyncio.Future[None] = loop.create_future()  # what a free drain() returns
         self._ready.set_result(None)
+        # The stdlib loop's transports allocate a buffer per recv unless the protocol brings one.
+        self._recv_buffer: memoryview | None = (
+            memoryview(bytearray(DEFAULT_LIMIT))
+            if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+            else None
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
@@ -160,9 +166,19 @@ class RequestTable:
     def _start(self, request: object) -> None:
         loop = self._loop
         if isinstance(request, StreamRequest):
-            stream = AsyncStream(
-                loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
-            )
+            if self._recv_buffer is None:
+                stream = AsyncStream(
+                    loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
+                )
+            else:
+                stream = RecvIntoStream(
+                    loop,
+                    self._ready,
+                    request.peer,
+                    recv_buffer=self._recv_buffer,
+                    idle=self._idle,
+                    deadline=request.deadline,
+                )
             runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
             task = runner.task
         elif isinstance(request, Datagram):
