@@ -1,24 +1,21 @@
-"""Graceful drain: the :class:`DrainReport` a shutdown returns, and the two ways a drain ends a
-connection early (refusing one still in the backlog, cutting one in flight).
+"""Graceful drain: the :class:`DrainReport` a shutdown returns, how it is logged, and the busy
+hook a server calls on the requests it turns away.
 
-Who calls what: the server's drain (or a loop-owning strategy's) calls :func:`refuse` on the
-thread that owns the loop, for requests taken from the backlog after the stop; it calls
-:func:`cut` from that same thread on requests still running on other threads at the deadline.
-Neither raises: a connection the peer already reset is simply gone.
+The two ways a drain ends a connection early are the request's own: ``request.refuse()`` for
+one taken from the backlog after the stop, ``request.cut()`` for one still running at the
+deadline (see :class:`~typedserve.requests.Request`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
-from typedserve.requests import RequestT, StreamRequest
+from typedserve.requests import RequestT
 
-__all__ = ["BusyPolicy", "DrainReport", "cut", "log_report", "refuse"]
+__all__ = ["BusyPolicy", "DrainReport", "log_report"]
 
 logger = logging.getLogger("typedserve.server")
 
@@ -26,8 +23,6 @@ BusyPolicy: TypeAlias = Callable[[RequestT], None]
 """Called on the loop thread with a request the server turns away (overload or drain) before
 the server closes it: write a short "busy" reply here (e.g. ``request.socket.send(b"503 ...")``
 or ``datagram.reply(b"BUSY")``). It must not block; exceptions go to the error policy."""
-
-_DISCARD = 65_536  # unread input discarded before closing, so the peer gets a FIN, not a RST
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,29 +70,3 @@ def log_report(report: DrainReport, where: object, grace: float) -> None:
         report.completed,
         report.backlog_refused,
     )
-
-
-def refuse(request: Any, close: Callable[[Any], None]) -> None:
-    """Discard what a refused stream client already sent, then ``close(request)`` normally.
-
-    Closing a socket with unread input makes the kernel send a RST, which can destroy the busy
-    reply before the client reads it; reading the pending input first leaves a clean FIN.
-    """
-    if isinstance(request, StreamRequest):
-        conn = request.socket
-        with contextlib.suppress(OSError):
-            conn.setblocking(False)
-            while conn.recv(_DISCARD):
-                pass
-    close(request)
-
-
-def cut(request: object) -> None:
-    """Shut a running request's connection down so a handler blocked on it wakes up (EOF).
-
-    Only stream requests own a connection; a datagram's socket is shared and left alone. The
-    handler's thread still closes the request as usual when it returns.
-    """
-    if isinstance(request, StreamRequest):
-        with contextlib.suppress(OSError):
-            request.socket.shutdown(socket.SHUT_RDWR)

@@ -6,6 +6,8 @@ __all__ = [
     "BindError",
     "ConfigError",
     "ServerClosedError",
+    "ServerStateError",
+    "StrategyMismatchError",
     "TransportMismatchError",
     "TypedServeError",
 ]
@@ -49,3 +51,13 @@ class TransportMismatchError(TypedServeError, ValueError):
 
 class ServerClosedError(TypedServeError, RuntimeError):
     """An operation needs an open server, but it was closed."""
+
+
+class ServerStateError(TypedServeError, RuntimeError):
+    """An operation is not possible in the server's current phase (e.g. ``serve_forever`` while
+    another thread serves)."""
+
+
+class StrategyMismatchError(TypedServeError, TypeError):
+    """The strategy cannot do what was asked: ``handle_request`` on a strategy that owns its
+    loop (``AsyncIO``), or a handler of the wrong kind for the strategy."""

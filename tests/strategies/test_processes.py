@@ -26,12 +26,13 @@ from typedserve import (
     ServerConfig,
     TCPTransport,
 )
+from typedserve.requests import Request
 from typedserve.testing import LeakCheck, connect, serve_in_thread
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+R = TypeVar("R", bound=Request)
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ class CountingFork(ForkPerRequest):
 
     peak = 0
 
-    def submit(self, serve: Callable[[T], None], request: T) -> None:
+    def submit(self, serve: Callable[[R], None], request: R) -> None:
         super().submit(serve, request)
         self.peak = max(self.peak, self.in_flight)
 

@@ -24,10 +24,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeAlias
 
+from typing_extensions import TypeVar
+
 from typedserve.context import ServerContext, StateT
-from typedserve.requests import RequestT
 
 __all__ = ["AsyncHandler", "AsyncHandlerFactory", "AsyncHandlerLike"]
+
+RequestT = TypeVar("RequestT")
+"""An async handler's request type: ``AsyncStream`` or ``Datagram``."""
 
 
 class AsyncHandlerLike(Protocol):

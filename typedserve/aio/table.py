@@ -5,7 +5,8 @@ task in an explicit table. The table
 
 - accepts from the transport in a reader callback on its fd (the transport's own non-blocking
   ``receive``, so access policy, counters, datagram truncation and accept errors behave as in
-  the synchronous loop), and stops reading the fd while ``limits.max_concurrent`` requests run;
+  the synchronous loop), and stops reading the fd while ``limits.max_in_flight`` requests
+  run (the shared :mod:`typedserve.admission` policy decides, as in the selector loop);
 - starts one task per request: a stream connection becomes an :class:`AsyncStream` attached to
   the loop (``connect_accepted_socket``), served by a :class:`ResumableTask` that the stream's
   callbacks resume in place; a datagram is handed over as is;
@@ -20,26 +21,23 @@ Everything here runs on the loop's thread.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import time
 from typing import Any, Final
 
+from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
-from typedserve.requests import Datagram, StreamRequest
-from typedserve.strategies.base import ServerHost
+from typedserve.host import Host
+from typedserve.requests import Datagram, Request, StreamRequest
 
 __all__ = ["RequestTable"]
 
 logger = logging.getLogger("typedserve.server")
 
-_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_BACKOFF_FIRST: Final = 0.01
-_BACKOFF_MAX: Final = 1.0
 _BATCH: Final = 64  # requests taken per readiness callback, so accepting cannot starve I/O
 _CANCEL_WAIT: Final = 1.0  # how long cancelled handlers get to run their ``close``
 _CLOSE_ROUNDS: Final = 100
@@ -59,7 +57,7 @@ class RequestTable:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        host: ServerHost[Any],
+        host: Host[Any],
         factory: AsyncHandlerFactory[Any, Any],
     ) -> None:
         config = host.config
@@ -72,8 +70,7 @@ class RequestTable:
         self._context = host.context
         self._idle = timeouts.idle
         self._first_byte = timeouts.first_byte
-        self._limit = config.limits.max_in_flight
-        self._pause_when_full = config.limits.overload == "pause"
+        self._policy = AdmissionPolicy.for_server(config, None)
         self._ready: asyncio.Future[None] = loop.create_future()  # what a free drain() returns
         self._ready.set_result(None)
         # The stdlib loop's transports allocate a buffer per recv unless the protocol brings one.
@@ -93,7 +90,7 @@ class RequestTable:
         self._backlog = config.backlog
         self._fatal: BaseException | None = None
         self._stopped: asyncio.Future[None] | None = None
-        self._backoff = 0.0
+        self._backoff = AcceptBackoff()
         self._resume_handle: asyncio.TimerHandle | None = None
         configured = [t for t in (timeouts.idle, timeouts.first_byte, timeouts.request) if t]
         self._sweep_every = (
@@ -137,13 +134,13 @@ class RequestTable:
         self._reading = on
 
     def _on_readable(self) -> None:
-        self._take(_BATCH, pause_when_full=self._pause_when_full and not self._refusing)
+        self._take(_BATCH, pause_when_full=self._policy.pause_when_full and not self._refusing)
 
     def _take(self, budget: int, *, pause_when_full: bool) -> None:
         """Receive up to ``budget`` requests: serve them, or turn them away when full/draining."""
-        transport, limit, tasks, host = self._transport, self._limit, self._tasks, self._host
+        transport, policy, tasks, host = self._transport, self._policy, self._tasks, self._host
         for _ in range(budget):
-            full = limit is not None and len(tasks) >= limit
+            full = policy.full(len(tasks))
             if full and pause_when_full:
                 self._set_reading(False)  # resumed by _finished
                 return
@@ -154,7 +151,7 @@ class RequestTable:
                 return
             if request is None:
                 return
-            self._backoff = 0.0
+            self._backoff.succeeded()
             if not host.admit(request):
                 continue
             if full or self._refusing:
@@ -163,7 +160,9 @@ class RequestTable:
                 continue
             self._start(request)
 
-    def _start(self, request: object) -> None:
+    def _start(self, request: Request) -> None:
+        # AsyncIO adapts the two built-in request kinds to its own (a stream attached to the
+        # event loop, or the datagram as is): this is a conversion, not a per-request operation.
         loop = self._loop
         if isinstance(request, StreamRequest):
             if self._recv_buffer is None:
@@ -184,7 +183,7 @@ class RequestTable:
         elif isinstance(request, Datagram):
             task = loop.create_task(self._serve_datagram(request))
         else:
-            self._transport.close_request(request)
+            request.close()
             self._counters.add(FINISHED)
             raise TypeError(f"AsyncIO serves stream and datagram transports, got {request!r}")
         self._tasks.add(task)
@@ -197,29 +196,25 @@ class RequestTable:
             self._accepting
             and not self._reading
             and self._resume_handle is None
-            and (self._limit is None or len(self._tasks) < self._limit)
+            and not self._policy.full(len(self._tasks))
         ):
             self._set_reading(True)
 
     def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno not in _RESOURCE_ERRNOS:
+        try:
+            delay = self._backoff.failed(exc)
+        except OSError:  # not a resource error: fatal for this loop
             self.pause()
             if self._stopped is not None and not self._stopped.done():
                 self._stopped.set_exception(exc)
             return
-        self._backoff = min(_BACKOFF_MAX, self._backoff * 2 or _BACKOFF_FIRST)
-        logger.warning(
-            "accept on %s failed: %s; pausing accepts for %.0f ms",
-            self._transport.address,
-            exc.strerror,
-            self._backoff * 1000,
-        )
+        log_backoff(self._transport.address, exc, delay)
         self._set_reading(False)
-        self._resume_handle = self._loop.call_later(self._backoff, self._resume)
+        self._resume_handle = self._loop.call_later(delay, self._resume)
 
     def _resume(self) -> None:
         self._resume_handle = None
-        if self._accepting and (self._limit is None or len(self._tasks) < self._limit):
+        if self._accepting and not self._policy.full(len(self._tasks)):
             self._set_reading(True)
 
     # -- serving ---------------------------------------------------------------------------------

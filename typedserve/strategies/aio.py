@@ -17,7 +17,7 @@ from typedserve.aio.loops import LoopName, loop_factory
 from typedserve.aio.table import RequestTable
 from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError
-from typedserve.strategies.base import ServerHost
+from typedserve.host import Host
 
 __all__ = ["AsyncIO"]
 
@@ -90,7 +90,7 @@ class AsyncIO:
 
     # -- the loop-ownership hooks ------------------------------------------------------------------
 
-    def attach(self, host: ServerHost[Any]) -> None:
+    def attach(self, host: Host[Any]) -> None:
         """Create the event loop and the request table for ``host`` (once, at bind time)."""
         if self._closed:
             raise ServerClosedError("this AsyncIO strategy was closed; create a new one")
@@ -101,15 +101,13 @@ class AsyncIO:
         factory = cast(AsyncHandlerFactory[Any, Any], host.handler)
         self._loop, self._table = loop, RequestTable(loop, host, factory)
 
-    def run(self, host: ServerHost[Any]) -> None:
+    def run(self, host: Host[Any]) -> None:
         """Run the event loop on this thread until ``host.stopping``; accept while it runs."""
         loop, table = self._attached()
         loop.run_until_complete(self._serve(host, loop, table))
 
     @staticmethod
-    async def _serve(
-        host: ServerHost[Any], loop: asyncio.AbstractEventLoop, table: RequestTable
-    ) -> None:
+    async def _serve(host: Host[Any], loop: asyncio.AbstractEventLoop, table: RequestTable) -> None:
         stopped: asyncio.Future[None] = loop.create_future()
 
         def stop() -> None:
@@ -129,7 +127,7 @@ class AsyncIO:
         finally:
             table.pause()
 
-    def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
+    def drain(self, host: Host[Any], grace: float) -> DrainReport:
         """Serve the backlog, give requests in flight ``grace`` seconds, cancel the rest."""
         loop, table = self._attached()
         return loop.run_until_complete(table.drain(grace))

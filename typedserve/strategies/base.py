@@ -1,6 +1,11 @@
 """The strategy seam: where and how each request runs, and who owns the loop.
 
-**Dispatching** (every strategy). The server's loop calls, from the loop thread only:
+Two protocols. :class:`LoopOwner` is what the server needs from any strategy: its
+``run``/``drain``/``close`` hooks and its bounds; ``AsyncIO`` is one (it runs its own event
+loop over the transport). :class:`Strategy` is a loop owner that also **dispatches**: the
+server's own selector loop hands it requests. Every built-in strategy but ``AsyncIO`` is one.
+
+**Dispatching.** The server's loop calls, from the loop thread only:
 
 - ``submit(serve, request)`` once per accepted request. The strategy arranges for
   ``serve(request)`` to run exactly once (inline, on a thread, in a child process...). ``serve``
@@ -19,13 +24,18 @@
   started, waiting up to ``timeout`` seconds (``None``: forever); return how many requests were
   still running then. Called once, after the drain (so normally nothing is left).
 
+``serial`` (a class attribute, default ``False``): ``True`` declares that ``submit`` runs
+``serve`` on the loop thread and returns when it is done, one request at a time (``Inline``).
+The server then tracks the running request in one attribute instead of a per-thread table,
+and a drain from another thread cuts it when it holds the loop past the grace.
+
 **Hooks with defaults** (inherit them, and ``capacity``/``process_slots``, by subclassing
 :class:`Strategy`):
 
 - ``attach(host)``: called once by ``Server.bind()`` on the binding thread, before any submit.
-  ``host`` is the server as strategies see it (:class:`ServerHost`): config, transport, handler
-  factory, context, error policy, counters, the default loop and drain, and the loop's
-  selector. Default: nothing.
+  ``host`` is the server as strategies see it (:class:`~typedserve.host.LoopHost`): config,
+  transport, handler factory, context, error policy, counters, the default loop and drain,
+  and the loop's selector. Default: nothing.
 - ``run(host)``: **the loop-ownership hook.** ``Server.serve_forever()`` does nothing but call
   ``strategy.run(host)`` on its thread. The default is ``host.run_loop()``: the server's own
   selector loop, which dispatches through ``submit``. A strategy that owns the loop replaces
@@ -47,126 +57,60 @@ Errors: an exception out of ``run`` or ``drain`` propagates out of ``serve_forev
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, TypeAlias, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from typedserve.config import ServerConfig
-from typedserve.context import ServerContext
-from typedserve.counters import Counters
 from typedserve.drain import DrainReport
-from typedserve.handlers import HandlerFactory
-from typedserve.requests import PeerAddress, RequestT
-from typedserve.transports.base import Transport
+from typedserve.host import ListenerOnDrain, LoopHost
+from typedserve.requests import Request
 
-__all__ = ["ListenerOnDrain", "ServerHost", "Strategy"]
+__all__ = ["ListenerOnDrain", "LoopOwner", "Strategy"]
 
-ListenerOnDrain: TypeAlias = Literal["refuse", "leave", "release"]
-"""What a drain does with the listening socket (see :meth:`ServerHost.drain`)."""
-
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 
-class ServerHost(Protocol[RequestT]):
-    """The server as a strategy sees it: what a loop owner needs to serve without ``Server``.
+class LoopOwner(Protocol):
+    """A strategy that owns the loop: the server calls these (see the module docstring).
 
-    Everything is called on the thread running ``run``/``drain`` unless noted.
+    The hooks receive a :class:`~typedserve.host.LoopHost`; a strategy that runs its own loop
+    may declare that it needs only a :class:`~typedserve.host.Host` (``AsyncIO`` does).
     """
 
     @property
-    def config(self) -> ServerConfig:
-        """The server's config."""
+    def in_flight(self) -> int:
+        """Requests submitted and not finished."""
 
     @property
-    def transport(self) -> Transport[RequestT]:
-        """The bound, activated transport (its socket is the listening endpoint)."""
+    def capacity(self) -> int | None:
+        """The most requests held at once; ``None``: no bound of its own."""
 
     @property
-    def handler(self) -> HandlerFactory[RequestT, Any]:
-        """The handler factory: ``handler(request, context)`` builds one request's handler."""
+    def process_slots(self) -> int:
+        """How many processes besides the server's may serve at once (forked children,
+        workers): each gets a row of the shared counters. 0: all in this process."""
 
-    @property
-    def context(self) -> ServerContext[Any]:
-        """The context every handler receives."""
+    def attach(self, host: LoopHost[Any]) -> None:
+        """Learn about the server before the first request (``Server.bind``)."""
 
-    @property
-    def counters(self) -> Counters:
-        """The shared counters ``Server.stats()`` reads (see :mod:`typedserve.counters`)."""
+    def run(self, host: LoopHost[Any]) -> None:
+        """Own the loop until ``host.stopping``."""
 
-    @property
-    def stopping(self) -> bool:
-        """Whether a stop was requested (any thread may set it)."""
+    def drain(self, host: LoopHost[Any], grace: float) -> DrainReport:
+        """Drain gracefully within ``grace`` seconds."""
 
-    @property
-    def grace(self) -> float | None:
-        """The grace of the requested graceful shutdown, ``None`` for a plain stop."""
-
-    def on_stop(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (any thread, or a signal handler) when a stop is requested.
-
-        Called at once if a stop is already pending. Callbacks must not block.
-        """
-
-    def request_stop(self, grace: float | None = None) -> None:
-        """Ask the loop to stop (and to drain with ``grace`` if not ``None``); any thread."""
-
-    def admit(self, request: RequestT) -> bool:
-        """Count ``request`` as accepted and apply the access policy; a refused one is closed."""
-
-    def serve(self, request: RequestT) -> None:
-        """Run the handler life cycle for an admitted request and close it. Never raises.
-
-        Safe on any thread or in a child process; counts the request as finished.
-        """
-
-    def reject(self, request: RequestT) -> None:
-        """Turn an admitted request away: the busy hook, then a clean close; counted."""
-
-    def report(self, exc: BaseException, peer: PeerAddress) -> None:
-        """Count an error and pass it to the server's error policy (never raises)."""
-
-    def run_loop(self) -> None:
-        """The server's own selector loop, dispatching through the strategy, until stopping."""
-
-    def drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
-        """The server's own drain for dispatching strategies (see :meth:`Strategy.drain`).
-
-        ``listener`` says what happens to the listening socket: ``"refuse"`` (the server is
-        stopping) serves the backlog and refuses later arrivals; ``"leave"`` (a worker
-        retiring while others share its socket) stops watching it and takes nothing;
-        ``"release"`` (a worker retiring from a ``SO_REUSEPORT`` group) serves its own
-        backlog, then closes its socket so the kernel sends new connections to the others.
-        """
-
-    def watch(self, fd: int, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` on the loop thread whenever ``fd`` is readable (while looping)."""
-
-    def unwatch(self, fd: int) -> None:
-        """Stop watching ``fd`` (before closing it)."""
-
-    def close_in_child(self, keep_listener: bool) -> None:
-        """In a forked child that will not loop: close this process's copies of the loop's fds.
-
-        The listening socket is kept when ``keep_listener`` is true (a datagram's reply goes
-        out through it); it is closed without unlinking a Unix socket file.
-        """
-
-    def renew_loop(self) -> None:
-        """In a forked child that will run the loop: replace the selector and wake-up pair
-        inherited from the parent (kernel objects the two processes would otherwise share)."""
-
-    def release_listener(self) -> None:
-        """Stop watching and close this process's copy of the listening socket (fd only, no
-        cleanup); a supervisor whose workers bind their own ``SO_REUSEPORT`` sockets."""
-
-    def rebind(self, config: ServerConfig) -> None:
-        """Replace the listening endpoint with a new one bound for ``config`` (a prefork worker
-        binding its own ``SO_REUSEPORT`` socket). Closes this process's old copy."""
+    def close(self, timeout: float | None = None) -> int:
+        """Release threads and processes, waiting up to ``timeout``; return requests left."""
 
 
+@runtime_checkable
 class Strategy(Protocol):
-    """How requests run: see the module docstring for the contract.
+    """A dispatching strategy: see the module docstring for the contract.
 
-    Subclass it to inherit the defaults of ``capacity``, ``attach``, ``run`` and ``drain``.
+    Subclass it to inherit the defaults of ``serial``, ``capacity``, ``process_slots``,
+    ``attach``, ``run`` and ``drain``.
     """
+
+    serial: ClassVar[bool] = False
+    """Whether ``submit`` serves on the loop thread, one request at a time."""
 
     def submit(self, serve: Callable[[T], None], request: T) -> None:
         """Run ``serve(request)`` once, here or elsewhere."""
@@ -192,14 +136,14 @@ class Strategy(Protocol):
     def close(self, timeout: float | None = None) -> int:
         """Release threads and processes, waiting up to ``timeout``; return requests left."""
 
-    def attach(self, host: ServerHost[Any]) -> None:
+    def attach(self, host: LoopHost[Any]) -> None:
         """Learn about the server before the first submit (default: nothing to learn)."""
         return None
 
-    def run(self, host: ServerHost[Any]) -> None:
+    def run(self, host: LoopHost[Any]) -> None:
         """Own the loop until ``host.stopping`` (default: the server's own loop)."""
         host.run_loop()
 
-    def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
+    def drain(self, host: LoopHost[Any], grace: float) -> DrainReport:
         """Drain gracefully within ``grace`` seconds (default: the server's own drain)."""
         return host.drain(grace)

@@ -36,13 +36,14 @@ from typing import Any, TypeVar
 from typedserve.counters import ERRORS, FINISHED
 from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError
-from typedserve.requests import StreamRequest
+from typedserve.host import LoopHost
+from typedserve.requests import Request
 from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
-from typedserve.strategies.base import ServerHost, Strategy
+from typedserve.strategies.base import Strategy
 
 __all__ = ["ForkPerRequest"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 logger = logging.getLogger("typedserve.server")
 
@@ -74,13 +75,13 @@ class ForkPerRequest(Strategy):
         if not hasattr(os, "pidfd_open"):
             raise OSError("ForkPerRequest needs os.pidfd_open (Linux >= 5.3, Python >= 3.9)")
         self.max_children = max_children
-        self._host: ServerHost[Any] | None = None
+        self._host: LoopHost[Any] | None = None
         self._children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, counters slot)
         self._free_slots = list(range(max_children, 0, -1))
         self._waiter: Callable[[], None] | None = None
         self._stopping = False
 
-    def attach(self, host: ServerHost[Any]) -> None:
+    def attach(self, host: LoopHost[Any]) -> None:
         """Keep the server's host: its selector reaps children, its counters count for them."""
         self._host = host
 
@@ -123,7 +124,7 @@ class ForkPerRequest(Strategy):
         host.watch(pidfd, lambda: self._reap(pidfd, entry))
 
     def _run_child(
-        self, host: ServerHost[Any], serve: Callable[[T], None], request: T, slot: int
+        self, host: LoopHost[Any], serve: Callable[[T], None], request: T, slot: int
     ) -> None:
         status = 70  # EX_SOFTWARE, if anything below raises
         try:
@@ -132,11 +133,10 @@ class ForkPerRequest(Strategy):
             host.counters.use_row(slot)
             for pidfd in self._children:
                 os.close(pidfd)
-            if isinstance(request, StreamRequest):
-                host.close_in_child(keep_listener=False)
-                close_inherited_clients(host.transport.address, keep=(request.socket.fileno(),))
-            else:
-                host.close_in_child(keep_listener=True)
+            conn = request.connection
+            host.after_fork(loop=False, keep_listener=conn is None)
+            if conn is not None:
+                close_inherited_clients(host.transport.address, keep=(conn.fileno(),))
             serve(request)
             status = 0
         finally:
@@ -183,7 +183,7 @@ class ForkPerRequest(Strategy):
             if waiter is not None:
                 waiter()
 
-    def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
+    def drain(self, host: LoopHost[Any], grace: float) -> DrainReport:
         """The server's drain; children still running at its deadline are stopped at once."""
         report = host.drain(grace)
         if report.cut:
@@ -215,11 +215,12 @@ class ForkPerRequest(Strategy):
         return killed
 
 
-def _release_parent_copy(request: object) -> None:
+def _release_parent_copy(request: Request) -> None:
     """Close the parent's copy of a stream connection (the child's copy stays open).
 
     Plain ``close``, never ``shutdown``: shutting the socket down would end the child's
     connection too. A datagram's socket is the server's and stays open.
     """
-    if isinstance(request, StreamRequest):
-        request.socket.close()
+    conn = request.connection
+    if conn is not None:
+        conn.close()

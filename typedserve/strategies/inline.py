@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from typedserve.requests import Request
 from typedserve.strategies.base import Strategy
 
 __all__ = ["Inline"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 
 class Inline(Strategy):
@@ -21,6 +22,8 @@ class Inline(Strategy):
     """
 
     __slots__ = ("_running",)
+
+    serial = True
 
     def __init__(self) -> None:
         self._running = 0

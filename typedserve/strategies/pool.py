@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from typedserve.requests import Request
 from typedserve.strategies.base import Strategy
 
 __all__ = ["ThreadPool"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 _STOP = None
 

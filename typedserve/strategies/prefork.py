@@ -47,13 +47,15 @@ from typing import Any, TypeVar
 from typedserve.config import InetAddress
 from typedserve.drain import DrainReport
 from typedserve.errors import ConfigError
+from typedserve.host import ListenerOnDrain, LoopHost
+from typedserve.requests import Request
 from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
-from typedserve.strategies.base import ListenerOnDrain, ServerHost, Strategy
+from typedserve.strategies.base import Strategy
 from typedserve.strategies.pool import ThreadPool
 
 __all__ = ["Prefork"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 logger = logging.getLogger("typedserve.server")
 
@@ -122,7 +124,7 @@ class Prefork(Strategy):
         # shared backlog to its siblings. A pool even of one thread keeps the worker's loop free
         # to hear "stop" and cut at the drain's deadline (an inline handler would hold it).
         self._inner: Strategy = ThreadPool(threads_per_worker, 0)
-        self._host: ServerHost[Any] | None = None
+        self._host: LoopHost[Any] | None = None
         self._in_worker = False
         self._retiring = False
         self._live: dict[int, _Worker] = {}  # pidfd -> worker
@@ -164,7 +166,7 @@ class Prefork(Strategy):
         """Delegate to the inner strategy."""
         self._inner.notify_when_available(callback)
 
-    def attach(self, host: ServerHost[Any]) -> None:
+    def attach(self, host: LoopHost[Any]) -> None:
         """Keep the host; attach the inner strategy too."""
         if host.config.reuse_port and not isinstance(host.config.address, InetAddress):
             raise ConfigError(
@@ -203,7 +205,7 @@ class Prefork(Strategy):
 
     # -- the supervisor -----------------------------------------------------------------------
 
-    def run(self, host: ServerHost[Any]) -> None:
+    def run(self, host: LoopHost[Any]) -> None:
         """Supervise workers until the server is asked to stop; then tell them to drain."""
         self._host = host
         if self._selector is None:  # kept across runs: workers still draining are in it
@@ -226,7 +228,7 @@ class Prefork(Strategy):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _install_signals(self, host: ServerHost[Any]) -> dict[int, Any]:
+    def _install_signals(self, host: LoopHost[Any]) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
@@ -399,7 +401,7 @@ class Prefork(Strategy):
         with self._changed:
             self._changed.notify_all()
 
-    def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
+    def drain(self, host: LoopHost[Any], grace: float) -> DrainReport:
         """Tell every worker to drain within ``grace``; wait for them; sum their reports."""
         if self._selector is None:  # never supervised (handle_request): an in-process drain
             return host.drain(grace)
@@ -448,7 +450,7 @@ class Prefork(Strategy):
 
     # -- a worker -------------------------------------------------------------------------------
 
-    def _worker_main(self, host: ServerHost[Any], slot: int, control: int, status: int) -> None:
+    def _worker_main(self, host: LoopHost[Any], slot: int, control: int, status: int) -> None:
         """The body of a worker process; never returns."""
         code = 70  # EX_SOFTWARE, if anything below raises
         try:
@@ -469,9 +471,13 @@ class Prefork(Strategy):
                 flush_stdio()
             os._exit(code)
 
-    def _become_worker(self, host: ServerHost[Any], slot: int, control: int) -> None:
+    def _become_worker(self, host: LoopHost[Any], slot: int, control: int) -> None:
         self._in_worker = True
-        host.renew_loop()
+        rebind = None
+        if host.config.reuse_port:  # a SO_REUSEPORT socket of its own, on the same port
+            port = host.transport.address[1]
+            rebind = host.config.with_overrides({"address.port": port})
+        host.after_fork(loop=True, rebind=rebind)
         grace = host.config.shutdown.grace
         signal.signal(signal.SIGTERM, lambda signum, frame: host.request_stop(grace))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -488,20 +494,15 @@ class Prefork(Strategy):
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._wake_r = self._wake_w = -1
-        if host.config.reuse_port:
-            address = host.config.address
-            assert isinstance(address, InetAddress)
-            port = host.transport.address[1]
-            host.rebind(host.config.with_overrides({"address.port": port}))
         close_inherited_clients(host.transport.address)
         host.watch(control, lambda: self._on_control(host, control))
 
-    def _listener_on_drain(self, host: ServerHost[Any]) -> ListenerOnDrain:
+    def _listener_on_drain(self, host: LoopHost[Any]) -> ListenerOnDrain:
         if not self._retiring:
             return "refuse"
         return "release" if host.config.reuse_port else "leave"
 
-    def _on_control(self, host: ServerHost[Any], control: int) -> None:
+    def _on_control(self, host: LoopHost[Any], control: int) -> None:
         """A message from the supervisor, or EOF (it died): stop gracefully either way."""
         data = os.read(control, _READ)
         words = data.split()

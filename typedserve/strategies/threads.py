@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from typedserve.requests import Request
 from typedserve.strategies.base import Strategy
 
 __all__ = ["ThreadPerRequest"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Request)
 
 
 # Passed as the kwargs of every request thread: Thread.__init__ would otherwise allocate an

@@ -10,11 +10,12 @@ in this order::
         request = transport.receive()        # None: nothing there after all (spurious wake-up,
                                              # aborted connection); OSError: EMFILE & co.
         ... handler runs on the strategy's thread or process ...
-        transport.close_request(request)     # any thread: release the request's resources
+        request.close()                      # any thread: release the request's resources
     transport.close()            # release the endpoint (and unlink a Unix socket file it made)
 
-Resource handling: the transport owns the listening socket; each request's resources belong to
-the server once ``receive`` returns it, and the server gives them back with ``close_request``.
+Resource handling: the transport owns the listening socket; each request (a
+:class:`~typedserve.requests.Request`) belongs to the server once ``receive`` returns it, and
+carries its own ``close``, ``cut`` and ``refuse``: the transport never sees it again.
 Error handling: ``receive`` swallows only "nothing to do" errors (``EAGAIN``, ``EINTR``,
 ``ECONNABORTED``); resource exhaustion (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``) is
 raised for the server to back off from.
@@ -25,10 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from typing_extensions import TypeVar
+
 from typedserve.config import ServerConfig
-from typedserve.requests import PeerAddress, RequestT
+from typedserve.requests import PeerAddress, Request
 
 __all__ = ["Transport", "TransportStats"]
+
+RequestT_co = TypeVar("RequestT_co", bound=Request, covariant=True)
 
 
 @dataclass(slots=True)
@@ -39,11 +44,14 @@ class TransportStats:
     """Datagrams larger than ``limits.max_datagram_size`` (dropped or delivered flagged)."""
 
 
-class Transport(Protocol[RequestT]):
-    """A listening endpoint producing requests of type ``RequestT``.
+class Transport(Protocol[RequestT_co]):
+    """A listening endpoint producing requests of type ``RequestT_co``.
 
     ``Transport[StreamRequest]`` (TCP, Unix stream) and ``Transport[Datagram]`` (UDP, Unix
     datagram) are the built-in kinds; the server's handler must accept the same ``RequestT``.
+    A transport of your own produces any :class:`~typedserve.requests.Request` (or wraps a
+    built-in transport and returns its requests): see ``examples/custom_transport.py``.
+    ``stats`` holds the counters it keeps itself (``stats().truncated``).
     """
 
     stats: TransportStats
@@ -61,14 +69,8 @@ class Transport(Protocol[RequestT]):
     def fileno(self) -> int:
         """The fd to wait on for readiness."""
 
-    def receive(self) -> RequestT | None:
+    def receive(self) -> RequestT_co | None:
         """Take one request without blocking, or ``None`` if there was none after all."""
-
-    def wait_first_byte(self, request: RequestT, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the client to send something; ``False`` if not."""
-
-    def close_request(self, request: RequestT) -> None:
-        """Release the resources of ``request`` (close its connection); safe from any thread."""
 
     def close(self) -> None:
         """Release the endpoint; idempotent."""

@@ -98,13 +98,6 @@ class DatagramTransport:
             return new_datagram(payload[: self._max], peer, sock, truncated=True)
         return new_datagram(payload, peer, sock)
 
-    def wait_first_byte(self, request: Datagram, timeout: float) -> bool:
-        """A datagram has all its bytes already: always true."""
-        return True
-
-    def close_request(self, request: Datagram) -> None:
-        """Nothing to release: the socket is shared by every datagram."""
-
     def close(self) -> None:
         """Close the socket and run the address's cleanup (unlink a Unix file)."""
         sock, self._socket = self._socket, None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 from typing import ClassVar
@@ -91,23 +90,6 @@ class StreamTransport:
         return new_stream_request(
             conn, peer, None if seconds is None else time.monotonic() + seconds
         )
-
-    def wait_first_byte(self, request: StreamRequest, timeout: float) -> bool:
-        """Wait until the client has sent something (or closed) within ``timeout`` seconds."""
-        poller = select.poll()
-        poller.register(request.socket, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
-
-    def close_request(self, request: StreamRequest) -> None:
-        """Half-close for writing (so the peer sees EOF even if a child holds a copy), close."""
-        conn = request.socket
-        # try/except, not contextlib.suppress: once per connection, the context manager's
-        # construction and two Python-level calls cost more than the shutdown call itself.
-        try:  # noqa: SIM105
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # already reset by the peer: nothing to flush
-        conn.close()
 
     def close(self) -> None:
         """Close the listening socket and run the address's cleanup (unlink a Unix file)."""

@@ -1,0 +1,145 @@
+"""``Lifecycle``: a server's phase, its legal transitions, and which thread owns the loop.
+
+::
+
+    UNBOUND --bind--> IDLE --serve_forever/handle_request--> SERVING --loop returns--> IDLE
+                       |                                                              |
+                       +--shutdown(grace)/close--> DRAINING --> DRAINED --serve------>+
+    any phase but SERVING and DRAINING --close--> CLOSED (final)
+
+``SERVING`` and ``DRAINING`` have an owner: the thread running the loop or the drain; only
+that thread leaves them. ``DRAINED`` is ``IDLE`` with a drain done since the loop last ran, so
+a second ``shutdown(grace)`` or ``close()`` returns that drain's report instead of draining
+again. Two requests are latched beside the phase, because they may arrive in any phase and
+from any thread: a stop (the loop's ``stopping`` flag) and a close asked from inside a handler
+(done by the loop's thread when the loop returns).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+
+from typedserve.errors import ServerClosedError, ServerStateError
+
+__all__ = ["Lifecycle", "Phase", "StopSignal"]
+
+
+class Phase(enum.Enum):
+    """Where a server is in its life (see the module docstring)."""
+
+    UNBOUND = "unbound"
+    IDLE = "idle"
+    SERVING = "serving"
+    DRAINING = "draining"
+    DRAINED = "drained"
+    CLOSED = "closed"
+
+
+_LEGAL: dict[Phase, frozenset[Phase]] = {
+    Phase.UNBOUND: frozenset({Phase.IDLE, Phase.CLOSED}),
+    Phase.IDLE: frozenset({Phase.SERVING, Phase.DRAINING, Phase.CLOSED}),
+    Phase.SERVING: frozenset({Phase.IDLE}),
+    Phase.DRAINING: frozenset({Phase.DRAINED}),
+    Phase.DRAINED: frozenset({Phase.SERVING, Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+}
+
+
+class Lifecycle:
+    """The phase of one server, changed only through :meth:`move` under :attr:`lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.phase = Phase.UNBOUND
+        self.owner: int | None = None  # the thread in SERVING or DRAINING
+        self.closing = False  # close() began (or was asked from a handler): no new loop
+        self.idle = threading.Event()  # set while no loop runs
+        self.idle.set()
+        self.serving = threading.Event()  # set while a loop runs
+
+    def move(self, to: Phase) -> None:
+        """Go to ``to`` (the caller holds :attr:`lock`); an illegal move raises."""
+        if to not in _LEGAL[self.phase]:
+            if self.phase is Phase.CLOSED:
+                raise ServerClosedError("the server is closed")
+            raise ServerStateError(f"a server cannot go from {self.phase.value} to {to.value}")
+        self.phase = to
+        owned = to is Phase.SERVING or to is Phase.DRAINING
+        self.owner = threading.get_ident() if owned else None
+        if to is Phase.SERVING:
+            self.idle.clear()
+            self.serving.set()
+        elif self.phase is not Phase.DRAINING:
+            self.serving.clear()
+            self.idle.set()
+
+    def start_loop(self) -> None:
+        """Enter ``SERVING`` on this thread, or say why not."""
+        with self.lock:
+            if self.closing or self.phase in (Phase.CLOSED, Phase.UNBOUND):
+                raise ServerClosedError("the server is closed or not bound")
+            if self.phase is Phase.SERVING:
+                raise ServerStateError("this server is already serving on another thread")
+            if self.phase is Phase.DRAINING:
+                raise ServerStateError("this server is draining on another thread")
+            self.move(Phase.SERVING)
+
+    def owns_loop(self) -> bool:
+        """Whether the calling thread runs this server's loop or drain now."""
+        return self.owner == threading.get_ident()
+
+
+class StopSignal:
+    """The latched request to stop serving: any thread or a signal handler sets it; the loop
+    (or a loop-owning strategy) reads :attr:`requested` and is told through callbacks.
+
+    Latched: a stop that arrives while no loop runs makes the next loop return at once (it is
+    cleared when that loop returns). ``grace`` is the requested drain's, ``None`` for a plain
+    stop. Callbacks must not block (they run in the caller, possibly a signal handler).
+    """
+
+    __slots__ = ("_callbacks", "grace", "requested")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.grace: float | None = None
+        self._callbacks: list[Callable[[], None]] = []
+
+    def request(self, grace: float | None = None) -> None:
+        """Ask for a stop (and a drain with ``grace``)."""
+        if grace is not None:
+            self.grace = grace
+        self.requested = True
+        for callback in list(self._callbacks):
+            callback()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` at every stop request (at once if one is pending)."""
+        self._callbacks.append(callback)
+        if self.requested:
+            callback()
+
+    def forget(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback`` (its owner is closing)."""
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def clear(self) -> None:
+        """Forget the stop (the loop that heard it has returned)."""
+        self.requested = False
+        self.grace = None
+
+
+class _NeverStop(StopSignal):
+    """A signal that is never requested: for a drain serving the backlog after the stop."""
+
+    __slots__ = ()
+
+    def request(self, grace: float | None = None) -> None:
+        """Ignored."""
+
+
+NEVER = _NeverStop()
+"""A :class:`StopSignal` that never fires."""
