@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable
 
+from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError, ServerStateError
 
 __all__ = ["Lifecycle", "Phase", "StopSignal"]
@@ -55,9 +57,12 @@ class Lifecycle:
         self.phase = Phase.UNBOUND
         self.owner: int | None = None  # the thread in SERVING or DRAINING
         self.closing = False  # close() began (or was asked from a handler): no new loop
+        self._close_pending = False  # close() was asked from a handler: the loop closes on exit
         self.idle = threading.Event()  # set while no loop runs
         self.idle.set()
         self.serving = threading.Event()  # set while a loop runs
+        self._drain_lock = threading.Lock()  # a second drain waits for the first one's report
+        self._last_report: DrainReport | None = None
 
     def move(self, to: Phase) -> None:
         """Go to ``to`` (the caller holds :attr:`lock`); an illegal move raises."""
@@ -85,6 +90,67 @@ class Lifecycle:
             if self.phase is Phase.DRAINING:
                 raise ServerStateError("this server is draining on another thread")
             self.move(Phase.SERVING)
+
+    def begin_close(self, in_handler: bool) -> bool:
+        """Whether the calling ``close()`` should close the server now.
+
+        ``False`` if it is closed or closing already, or if the caller is the loop's own
+        thread or one of its handlers (it cannot wait for itself): then the close is left
+        pending for the loop's thread, which takes it when the loop returns.
+        """
+        with self.lock:
+            if self.phase is Phase.CLOSED or self.closing:
+                return False
+            self.closing = True
+            if self.phase is Phase.SERVING and (self.owns_loop() or in_handler):
+                self._close_pending = True
+                return False
+            return True
+
+    def end_loop(self, stop: StopSignal) -> bool:
+        """The loop returned: back to ``IDLE``, the stop consumed. Returns whether a close was
+        left pending for the loop's thread (cleared: the caller closes the server now)."""
+        with self.lock:
+            stop.clear()
+            self.move(Phase.IDLE)
+            pending, self._close_pending = self._close_pending, False
+            if pending:
+                self.closing = False
+            return pending
+
+    def drain(
+        self,
+        grace: float,
+        run_drain: Callable[[float], DrainReport],
+        cut_running: Callable[[], int],
+    ) -> tuple[DrainReport | None, bool]:
+        """After a stop was requested: wait for the loop to return, then drain on this thread
+        with what is left of ``grace``; return the report and whether this call made it.
+
+        A loop still running at the deadline (an ``Inline`` handler holding the loop thread)
+        has its running requests cut so it can return; they count as cut. A drain that already
+        ran since the loop last stopped is not repeated: its report is returned. ``None``: a
+        new loop started meanwhile (it will stop and be drained later).
+        """
+        deadline = time.monotonic() + grace
+        cut_early = 0
+        if not self.idle.wait(grace):
+            cut_early = cut_running()
+            self.idle.wait()
+        with self._drain_lock:
+            with self.lock:
+                if self.phase is Phase.DRAINED:
+                    return self._last_report, False
+                if self.phase is not Phase.IDLE:
+                    return None, False
+                self.move(Phase.DRAINING)
+            try:
+                report = run_drain(max(0.0, deadline - time.monotonic()))
+            finally:
+                with self.lock:
+                    self.move(Phase.DRAINED)
+            self._last_report = report + DrainReport(cut=cut_early)
+            return self._last_report, True
 
     def owns_loop(self) -> bool:
         """Whether the calling thread runs this server's loop or drain now."""

@@ -29,6 +29,7 @@ from typedserve._lifecycle import NEVER, StopSignal
 from typedserve._serving import Serving
 from typedserve._wakeup import Waker
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
+from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
 from typedserve.drain import DrainReport
 from typedserve.host import ListenerOnDrain
@@ -52,15 +53,14 @@ class SelectorLoop(Generic[RequestT]):
         transport: Transport[RequestT],
         strategy: Strategy,
         serving: Serving[RequestT],
-        policy: AdmissionPolicy,
-        backlog: int,
+        config: ServerConfig,
         stop: StopSignal,
     ) -> None:
         self.transport = transport
         self.strategy = strategy
         self.serving = serving
-        self.policy = policy
-        self._backlog = max(backlog, BATCH)
+        self.policy = AdmissionPolicy.for_server(config, strategy.capacity)
+        self._backlog = max(config.backlog, BATCH)
         self.waker = Waker()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.waker.fileno(), selectors.EVENT_READ, _WAKER)
@@ -97,6 +97,18 @@ class SelectorLoop(Generic[RequestT]):
         if self._paused:
             self._maybe_resume()
         return dispatched
+
+    def serve_one(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (``None``: forever) for one request and dispatch it;
+        whether one was dispatched (``False`` also when a stop is requested)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop.requested:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if self.run_once(self.poll_timeout(remaining), limit=1):
+                return True
+        return False
 
     def poll_timeout(self, timeout: float | None) -> float | None:
         """``timeout``, shortened to the end of an accept back-off."""

@@ -23,6 +23,7 @@ from typedserve.requests import PeerAddress, RequestT
 from typedserve.transports.base import Transport
 
 if TYPE_CHECKING:
+    from typedserve._loop import SelectorLoop
     from typedserve.server import Server
 
 __all__ = ["ServerHost"]
@@ -35,6 +36,13 @@ class ServerHost(Generic[RequestT]):
 
     def __init__(self, server: Server[RequestT, Any]) -> None:
         self._server = server
+
+    def loop(self) -> SelectorLoop[RequestT]:
+        """The server's selector loop (for dispatching strategies, once bound)."""
+        loop = self._server._loop
+        if loop is None:
+            raise ServerClosedError("the server is not bound, or its strategy owns the loop")
+        return loop
 
     # -- Host ------------------------------------------------------------------------------------
 
@@ -97,15 +105,15 @@ class ServerHost(Generic[RequestT]):
 
     def run_loop(self) -> None:
         """Run the selector loop until stopping."""
-        self._server._loop_or_raise().run()
+        self.loop().run()
 
     def drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
         """The selector loop's drain."""
-        return self._server._loop_or_raise().drain(grace, listener, self.release_listener)
+        return self.loop().drain(grace, listener, self.release_listener)
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         """Watch ``fd`` in the loop."""
-        self._server._loop_or_raise().watch(fd, callback)
+        self.loop().watch(fd, callback)
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd``."""
@@ -125,7 +133,7 @@ class ServerHost(Generic[RequestT]):
     ) -> None:
         """Drop what belongs to the parent (see ``LoopHost.after_fork``)."""
         server = self._server
-        old = server._loop_or_raise()
+        old = self.loop()
         old.close()  # only this process's fds: the parent's epoll instance is untouched
         server._loop = None
         if not loop:

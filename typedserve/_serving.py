@@ -17,11 +17,13 @@ import logging
 from threading import get_ident
 from typing import Any, Generic
 
+from typedserve.config import ServerConfig
 from typedserve.context import ServerContext
 from typedserve.counters import ACCEPTED, ERRORS, FINISHED, REFUSED, REJECTED, SLOW, Counters
 from typedserve.drain import BusyPolicy
 from typedserve.handlers import HandlerFactory
-from typedserve.policies import AccessPolicy, ErrorPolicy
+from typedserve.options import ServerOptions
+from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
 from typedserve.requests import PeerAddress, RequestT
 
 __all__ = ["Serving"]
@@ -40,21 +42,18 @@ class Serving(Generic[RequestT]):
     def __init__(
         self,
         factory: HandlerFactory[RequestT, Any],
+        config: ServerConfig,
+        options: ServerOptions[RequestT],
         counters: Counters,
-        *,
-        verify: AccessPolicy[RequestT] | None,
-        on_busy: BusyPolicy[RequestT] | None,
-        on_error: ErrorPolicy,
-        first_byte: float | None,
         serial: bool,
     ) -> None:
         self.factory = factory
         self.counters = counters
         self.context: ServerContext[Any] | None = None  # set when the server binds
-        self.verify = verify
-        self._on_busy = on_busy
-        self._on_error = on_error
-        self._first_byte = first_byte
+        self.verify: AccessPolicy[RequestT] | None = options.get("verify_request")
+        self._on_busy: BusyPolicy[RequestT] | None = options.get("on_busy")
+        self._on_error: ErrorPolicy = options.get("handle_error") or log_error
+        self._first_byte = config.timeouts.first_byte
         self.serial = serial
         self.cutting = False  # past a drain's deadline: queued requests close without a handler
         # Requests running in this process, by the thread serving each: a drain cuts them, and

@@ -1,41 +1,30 @@
 """``Server``: a config, a transport, a strategy and a handler, and their life cycle.
 
-``Server`` composes the parts and owns the life cycle (bind, serve, stop, drain, close); the
-work is done by smaller pieces it wires together:
-
-- :class:`~typedserve._serving.Serving`: what happens to one request (access policy, busy
-  hook, the handler life cycle, error reporting, counting);
-- :class:`~typedserve._loop.SelectorLoop`: the selector loop and drain, for every strategy
-  that dispatches (``strategy.submit``); a strategy that owns the loop (``AsyncIO``,
-  ``Prefork``'s supervisor) replaces it through ``strategy.run``;
-- :class:`~typedserve._server_host.ServerHost`: the view of the server strategies get;
-- :class:`~typedserve._lifecycle.Lifecycle`: the phase (unbound, idle, serving, draining,
-  drained, closed) and its legal transitions.
+The work is done by the pieces it wires together (see ARCHITECTURE.md): ``_serving`` (one
+request), ``_loop`` (the selector loop and drain), ``_server_host`` (the strategies' view) and
+``_lifecycle`` (the phase and its legal transitions).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
+
+from typing_extensions import Unpack
 
 from typedserve._lifecycle import Lifecycle, Phase, StopSignal
 from typedserve._loop import SelectorLoop
 from typedserve._server_host import ServerHost
 from typedserve._serving import Serving
-from typedserve.admission import AdmissionPolicy
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext, StateT
 from typedserve.counters import Counters
-from typedserve.drain import BusyPolicy, DrainReport, log_report
+from typedserve.drain import DrainReport, log_report
 from typedserve.errors import ServerClosedError, StrategyMismatchError
 from typedserve.handlers import HandlerFactory
-from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
+from typedserve.options import ServerOptions
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
+from typedserve.stats import ServerStats
 from typedserve.strategies.base import LoopOwner, Strategy
 from typedserve.strategies.inline import Inline
 from typedserve.transports.base import Transport
@@ -45,32 +34,11 @@ if TYPE_CHECKING:
     from typedserve.aio.stream import AsyncStream
     from typedserve.strategies.aio import AsyncIO
 
-__all__ = ["Server", "ServerStats"]
+__all__ = ["Server", "ServerOptions", "ServerStats"]
 
 logger = logging.getLogger("typedserve.server")
 
 RELEASE_WAIT = 2.0  # after a drain: how long close() waits for cut requests' threads to end
-
-
-@dataclass(frozen=True, slots=True)
-class ServerStats:
-    """A snapshot of a server's counters."""
-
-    accepted: int
-    """Requests received from the transport."""
-    refused: int
-    """Requests the access policy refused."""
-    rejected: int
-    """Requests turned away by the overload policy (``limits.overload="reject"``) or refused
-    from the backlog during a drain."""
-    errors: int
-    """Requests whose handler raised (reported to the error policy), or lost with a worker."""
-    slow_clients: int
-    """Connections closed because they sent nothing within ``timeouts.first_byte``."""
-    in_flight: int
-    """Requests accepted and not finished: running, or queued in the strategy."""
-    truncated: int
-    """Oversized datagrams (see ``limits.truncated``), seen by this process's transport."""
 
 
 class Server(Generic[RequestT, StateT]):
@@ -93,19 +61,17 @@ class Server(Generic[RequestT, StateT]):
     closes the transport. Each request is closed by the server after its handler's ``close``.
 
     Error handling: a handler exception goes to ``handle_error`` (default: logged on
-    ``typedserve.server`` with the peer and traceback) and the server keeps serving; an
-    exception from ``verify_request`` is reported the same way and refuses the request.
-    ``EMFILE``, ``ENFILE``, ``ENOBUFS`` and ``ENOMEM`` from accept are logged (WARNING) and
-    survived by pausing accepts for 10 ms, doubling up to 1 s while they persist;
-    ``ECONNABORTED`` is ignored. Other accept errors propagate out of :meth:`serve_forever`.
+    ``typedserve.server`` with the peer and traceback) and the server keeps serving; so does
+    one from ``verify_request``, which refuses the request. Accept errors that mean "out of
+    fds or memory" pause accepting (see :mod:`typedserve.admission`); ``ECONNABORTED`` is
+    ignored; other accept errors propagate out of :meth:`serve_forever`.
 
     Threads: :meth:`serve_forever` and :meth:`handle_request` run on the caller's thread (one at
     a time); :meth:`shutdown` and :meth:`close` may be called from any thread, including from
     a handler and from a signal handler.
     """
 
-    # Async handlers pair with AsyncIO only, and synchronous ones with the other strategies:
-    # AsyncIO is not a ``Strategy`` (it has no ``submit``), so each pairing matches one group.
+    # Async handlers pair with AsyncIO (not a ``Strategy``: no ``submit``), sync ones with others.
     @overload
     def __init__(
         self: Server[StreamRequest, None],
@@ -114,11 +80,7 @@ class Server(Generic[RequestT, StateT]):
         transport: Transport[StreamRequest],
         handler: AsyncHandlerFactory[AsyncStream, None],
         strategy: AsyncIO,
-        verify_request: AccessPolicy[StreamRequest] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[StreamRequest] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[StreamRequest]],
     ) -> None: ...
 
     @overload
@@ -130,11 +92,7 @@ class Server(Generic[RequestT, StateT]):
         handler: AsyncHandlerFactory[AsyncStream, StateT],
         state: StateT,
         strategy: AsyncIO,
-        verify_request: AccessPolicy[StreamRequest] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[StreamRequest] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[StreamRequest]],
     ) -> None: ...
 
     @overload
@@ -145,11 +103,7 @@ class Server(Generic[RequestT, StateT]):
         transport: Transport[Datagram],
         handler: AsyncHandlerFactory[Datagram, None],
         strategy: AsyncIO,
-        verify_request: AccessPolicy[Datagram] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[Datagram] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[Datagram]],
     ) -> None: ...
 
     @overload
@@ -161,11 +115,7 @@ class Server(Generic[RequestT, StateT]):
         handler: AsyncHandlerFactory[Datagram, StateT],
         state: StateT,
         strategy: AsyncIO,
-        verify_request: AccessPolicy[Datagram] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[Datagram] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[Datagram]],
     ) -> None: ...
 
     @overload
@@ -176,11 +126,7 @@ class Server(Generic[RequestT, StateT]):
         transport: Transport[RequestT],
         handler: HandlerFactory[RequestT, None],
         strategy: Strategy | None = None,
-        verify_request: AccessPolicy[RequestT] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[RequestT] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
     @overload
@@ -192,11 +138,7 @@ class Server(Generic[RequestT, StateT]):
         handler: HandlerFactory[RequestT, StateT],
         state: StateT,
         strategy: Strategy | None = None,
-        verify_request: AccessPolicy[RequestT] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[RequestT] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
     def __init__(
@@ -207,42 +149,27 @@ class Server(Generic[RequestT, StateT]):
         handler: HandlerFactory[RequestT, Any] | AsyncHandlerFactory[Any, Any],
         state: Any = None,
         strategy: Strategy | AsyncIO | None = None,
-        verify_request: AccessPolicy[Any] | None = None,
-        handle_error: ErrorPolicy | None = None,
-        on_timeout: Callable[[], None] | None = None,
-        on_busy: BusyPolicy[Any] | None = None,
-        bind: bool = True,
+        **options: Unpack[ServerOptions[Any]],
     ) -> None:
         self.config = config
         self.transport: Transport[RequestT] = transport
         self.strategy: LoopOwner = Inline() if strategy is None else strategy
         self.state = state
-        self._on_timeout = on_timeout
-        # Only a dispatching strategy (one with ``submit``) runs on the server's own loop; an
-        # async factory only ever reaches AsyncIO (the overloads), which casts it back.
+        self._on_timeout = options.get("on_timeout")
+        # Only a dispatching strategy runs on the server's loop; AsyncIO casts its factory back.
         self._dispatch: Strategy | None = (
             self.strategy if isinstance(self.strategy, Strategy) else None
         )
-        self._serving: Serving[RequestT] = Serving(
-            cast("HandlerFactory[RequestT, Any]", handler),
-            Counters(self.strategy.process_slots),
-            verify=verify_request,
-            on_busy=on_busy,
-            on_error=log_error if handle_error is None else handle_error,
-            first_byte=config.timeouts.first_byte,
-            serial=self._dispatch is not None and self._dispatch.serial,
-        )
+        counters = Counters(self.strategy.process_slots)
+        serial = self._dispatch is not None and self._dispatch.serial
+        factory = cast("HandlerFactory[RequestT, Any]", handler)
+        self._serving: Serving[RequestT] = Serving(factory, config, options, counters, serial)
         self._host = ServerHost(self)
         self._life = Lifecycle()
         self._stop = StopSignal()
         self._loop: SelectorLoop[RequestT] | None = None
-        self._context: ServerContext[Any] | None = None
-        self._drain_lock = threading.Lock()
-        self._last_report: DrainReport | None = None
-        if bind:
+        if options.get("bind", True):
             self.bind()
-
-    # -- life cycle ----------------------------------------------------------------------------
 
     def bind(self) -> None:
         """Bind and activate the transport (done by the constructor unless ``bind=False``)."""
@@ -260,7 +187,7 @@ class Server(Generic[RequestT, StateT]):
             except BaseException:
                 self.transport.close()
                 raise
-            self._context = self._serving.context = ServerContext(
+            self._serving.context = ServerContext(
                 config=self.config,
                 address=self.transport.address,
                 state=self.state,
@@ -271,15 +198,7 @@ class Server(Generic[RequestT, StateT]):
 
     def _new_loop(self) -> SelectorLoop[RequestT]:
         assert self._dispatch is not None
-        policy = AdmissionPolicy.for_server(self.config, self._dispatch.capacity)
-        return SelectorLoop(
-            self.transport, self._dispatch, self._serving, policy, self.config.backlog, self._stop
-        )
-
-    def _loop_or_raise(self) -> SelectorLoop[RequestT]:
-        if self._loop is None:
-            raise ServerClosedError("the server is not bound, or its strategy owns the loop")
-        return self._loop
+        return SelectorLoop(self.transport, self._dispatch, self._serving, self.config, self._stop)
 
     def close(self, grace: float | None = None) -> DrainReport | None:
         """Stop serving, drain gracefully, release everything; return the drain's report.
@@ -291,16 +210,9 @@ class Server(Generic[RequestT, StateT]):
         and returns ``None``; the loop closes the server (draining) when it exits.
         """
         life = self._life
-        with life.lock:
-            if life.phase is Phase.CLOSED or life.closing:
-                return None
-            life.closing = True
-            if life.phase is Phase.SERVING and (life.owns_loop() or self._serving.in_handler()):
-                # A handler (on the loop thread or a request thread) cannot wait for itself:
-                # the loop closes the server once it has stopped.
-                self._close_pending = True
-                self._stop.request()
-                return None
+        if not life.begin_close(self._serving.in_handler()):
+            self._stop.request()  # in a handler, or closed already: the loop closes on exit
+            return None
         report = None
         if life.phase is not Phase.UNBOUND:
             report = self._graceful(self.config.shutdown.grace if grace is None else grace)
@@ -314,23 +226,14 @@ class Server(Generic[RequestT, StateT]):
             life.move(Phase.CLOSED)
         return report
 
-    _close_pending = False
-
     def __enter__(self) -> Self:
         """Bind if needed; the server is closed when the block ends."""
         self.bind()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Close the server."""
         self.close()
-
-    # -- the loop ------------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
         """Serve requests until :meth:`shutdown` is called.
@@ -357,16 +260,10 @@ class Server(Generic[RequestT, StateT]):
             )
         if timeout is not None and timeout < 0:
             timeout = self.config.timeouts.poll
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._life.start_loop()
         try:
-            loop = self._loop_or_raise()
-            while not self._stop.requested:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                if loop.run_once(loop.poll_timeout(remaining), limit=1):
-                    return True
+            if self._host.loop().serve_one(timeout):
+                return True
         finally:
             self._leave_loop()
         if self._on_timeout is not None:
@@ -374,12 +271,7 @@ class Server(Generic[RequestT, StateT]):
         return False
 
     def _leave_loop(self) -> None:
-        with self._life.lock:
-            self._stop.clear()
-            self._life.move(Phase.IDLE)
-        if self._close_pending:  # close() was called from a handler on this thread
-            self._close_pending = False
-            self._life.closing = False
+        if self._life.end_loop(self._stop):  # close() was called from a handler meanwhile
             self.close()
 
     def request_shutdown(self) -> None:
@@ -395,19 +287,14 @@ class Server(Generic[RequestT, StateT]):
     def shutdown(self, grace: float | None = None) -> DrainReport | None:
         """Stop :meth:`serve_forever`; with ``grace``, also drain and report.
 
-        Without ``grace``: returns as soon as the loop has stopped; requests in flight go on
-        (a later :meth:`close` drains them). Returns at once when called from the loop's own
-        thread (a handler under ``Inline``, or a signal handler): the loop stops after the
-        current request. Returns at once if no loop is running (the next
-        :meth:`serve_forever` will then return immediately).
+        Without ``grace``: returns once the loop has stopped (at once from the loop's own
+        thread, or if no loop runs: the next :meth:`serve_forever` then returns at once);
+        requests in flight go on until :meth:`close` drains them.
 
-        With ``grace`` (seconds), on a thread other than the loop's: stops accepting at once,
-        waits for the loop to return, then drains on this thread: connections already waiting
-        in the kernel backlog are accepted and served (turned away through the busy hook when
-        the strategy is full), requests in flight get until the deadline, what still runs then
-        is cut (its connection shut down, its worker stopped), and arrivals during the drain
-        are refused cleanly rather than reset. Returns the :class:`DrainReport` (also logged).
-        From the loop's own thread it only asks for the stop and returns ``None``.
+        With ``grace`` (seconds), from another thread: stops accepting, waits for the loop to
+        return, then drains on this thread (see README "Stopping"): what was queued at the stop
+        is served, requests in flight get until the deadline, what still runs then is cut, and
+        later arrivals are refused cleanly. Returns the :class:`DrainReport` (also logged).
         """
         if grace is None:
             self._stop.request()
@@ -419,31 +306,13 @@ class Server(Generic[RequestT, StateT]):
     def _graceful(self, grace: float) -> DrainReport | None:
         """Stop the loop, then drain on this thread within ``grace``; the report."""
         self._stop.request(grace)
-        life = self._life
-        if life.owns_loop():
+        if self._life.owns_loop():
             return None
-        deadline = time.monotonic() + grace
-        cut_early = 0
-        if not life.idle.wait(grace):
-            # A handler holds the loop thread (Inline) past the grace period: cut it, so the
-            # loop gets back to see the stop instead of keeping this drain waiting forever.
-            cut_early = self._serving.cut_running()
-            life.idle.wait()
-        with self._drain_lock:  # a concurrent shutdown(grace)/close() waits for this drain
-            with life.lock:
-                if life.phase is Phase.DRAINED:
-                    return self._last_report
-                if life.phase is not Phase.IDLE:  # another loop started meanwhile: it stops
-                    return None
-                life.move(Phase.DRAINING)
-            try:
-                left = max(0.0, deadline - time.monotonic())
-                report = self.strategy.drain(self._host, left) + DrainReport(cut=cut_early)
-            finally:
-                with life.lock:
-                    life.move(Phase.DRAINED)
-            self._last_report = report
-        log_report(report, self.address, grace)
+        report, fresh = self._life.drain(
+            grace, lambda left: self.strategy.drain(self._host, left), self._serving.cut_running
+        )
+        if fresh and report is not None:
+            log_report(report, self.address, grace)
         return report
 
     def wait_serving(self, timeout: float | None = None) -> bool:
@@ -455,8 +324,6 @@ class Server(Generic[RequestT, StateT]):
         """
         return self._life.serving.wait(timeout)
 
-    # -- introspection ---------------------------------------------------------------------------
-
     @property
     def address(self) -> PeerAddress:
         """The bound address (the real port when the config asked for port 0)."""
@@ -465,9 +332,9 @@ class Server(Generic[RequestT, StateT]):
     @property
     def context(self) -> ServerContext[StateT]:
         """The context handlers receive (after :meth:`bind`)."""
-        if self._context is None:
+        if self._serving.context is None:
             raise ServerClosedError("the server is not bound")
-        return self._context
+        return self._serving.context
 
     def fileno(self) -> int:
         """The transport's fd, for use with ``select`` alongside other servers."""
@@ -476,19 +343,8 @@ class Server(Generic[RequestT, StateT]):
     def stats(self) -> ServerStats:
         """A snapshot of the counters, summed over every process serving for this server."""
         totals = self._serving.counters.totals()
-        return ServerStats(
-            accepted=totals.accepted,
-            refused=totals.refused,
-            rejected=totals.rejected,
-            errors=totals.errors,
-            slow_clients=totals.slow_clients,
-            in_flight=totals.in_flight,
-            truncated=self.transport.stats.truncated,
-        )
+        return ServerStats.of(totals, truncated=self.transport.stats.truncated)
 
     def __repr__(self) -> str:
-        phase = self._life.phase.value
-        return (
-            f"<Server {type(self.transport).__name__} {self.address!r} "
-            f"{type(self.strategy).__name__} {phase}>"
-        )
+        parts = type(self.transport).__name__, self.address, type(self.strategy).__name__
+        return "<Server {} {!r} {} {}>".format(*parts, self._life.phase.value)

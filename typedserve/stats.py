@@ -1,0 +1,43 @@
+"""``ServerStats``: a snapshot of a server's counters (``Server.stats()``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from typedserve.counters import Totals
+
+__all__ = ["ServerStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStats:
+    """A snapshot of a server's counters."""
+
+    accepted: int
+    """Requests received from the transport."""
+    refused: int
+    """Requests the access policy refused."""
+    rejected: int
+    """Requests turned away by the overload policy (``limits.overload="reject"``) or refused
+    from the backlog during a drain."""
+    errors: int
+    """Requests whose handler raised (reported to the error policy), or lost with a worker."""
+    slow_clients: int
+    """Connections closed because they sent nothing within ``timeouts.first_byte``."""
+    in_flight: int
+    """Requests accepted and not finished: running, or queued in the strategy."""
+    truncated: int
+    """Oversized datagrams (see ``limits.truncated``), seen by this process's transport."""
+
+    @classmethod
+    def of(cls, totals: Totals, *, truncated: int) -> ServerStats:
+        """The stats for counter ``totals`` and a transport's ``truncated`` count."""
+        return cls(
+            accepted=totals.accepted,
+            refused=totals.refused,
+            rejected=totals.rejected,
+            errors=totals.errors,
+            slow_clients=totals.slow_clients,
+            in_flight=totals.in_flight,
+            truncated=truncated,
+        )
