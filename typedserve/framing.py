@@ -111,12 +111,12 @@ class Framer(Protocol):
 
 @runtime_checkable
 class Framing(Protocol):
-    """How a handler's requests are framed: a frozen, hashable description, declared as
-    ``framing: ClassVar[Framing]`` on a stream handler class.
+    """How a handler's requests are framed: a frozen, hashable description.
 
-    The server calls :meth:`new_framer` once per connection (a framer is per-connection
-    state) and reads :attr:`max_frame` to size its reads and bound the memory one connection
-    may hold. Implementations must be immutable and hashable, like the built-ins
+    A stream handler class declares it as ``framing: ClassVar[Framing]``. The server calls
+    :meth:`new_framer` once per connection (a framer is per-connection state) and reads
+    :attr:`max_frame` to size its reads and bound the memory one connection may hold.
+    Implementations must be immutable and hashable, like the built-ins
     :class:`Lines`, :class:`LengthPrefixed` and :class:`Custom`.
 
     Example::
@@ -182,9 +182,9 @@ class Lines:
 
 @dataclass(frozen=True, slots=True)
 class LengthPrefixed:
-    """Frames are length-prefixed messages: an unsigned ``prefix_size``-byte integer in
-    ``byteorder``, then that many bytes of body. The frame is prefix plus body.
+    """Frames are length-prefixed messages; each frame is the prefix and the body.
 
+    The prefix is an unsigned ``prefix_size``-byte integer in ``byteorder``: the body's length.
     With ``includes_prefix=True`` the length counts the prefix too (a frame of 4 + 3 bytes
     says 7, not 3); a length smaller than the prefix is then an error. ``max_length`` bounds
     the *body*: a prefix announcing more raises :class:`~typedserve.errors.FramingError` as
