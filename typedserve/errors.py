@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BindError",
     "ConfigError",
+    "FramingError",
     "ServerClosedError",
     "ServerStateError",
     "StrategyMismatchError",
@@ -61,3 +62,18 @@ class ServerStateError(TypedServeError, RuntimeError):
 class StrategyMismatchError(TypedServeError, TypeError):
     """The strategy cannot do what was asked: ``handle_request`` on a strategy that owns its
     loop (``AsyncIO``), or a handler of the wrong kind for the strategy."""
+
+
+class FramingError(TypedServeError, ValueError):
+    """A peer's bytes broke the framing its handler declares (:mod:`typedserve.framing`).
+
+    Raised by a framer when a frame grows past its maximum or the peer closes the connection
+    inside a frame. The connection cannot be resynchronised: close it. The message names the
+    framing, the limit and the size seen; ``limit`` and ``size`` hold the same numbers (``limit``
+    is ``None`` for an error that is not about a limit, such as end-of-file inside a frame).
+    """
+
+    def __init__(self, message: str, *, limit: int | None = None, size: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.size = size
