@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Generic
 
 from typedserve._lifecycle import NEVER, StopSignal
+from typedserve._reactor import Reactor
 from typedserve._serving import Serving
-from typedserve._wakeup import Waker
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
 from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
@@ -41,11 +41,9 @@ __all__ = ["BATCH", "SelectorLoop"]
 
 
 BATCH = 16  # requests taken per readiness event, so one busy listener cannot starve wake-ups
-_LISTENER = "listener"
-_WAKER = "waker"
 
 
-class SelectorLoop(Generic[RequestT]):
+class SelectorLoop(Reactor, Generic[RequestT]):
     """The selector loop of one server in one process (see the module docstring)."""
 
     def __init__(
@@ -61,11 +59,9 @@ class SelectorLoop(Generic[RequestT]):
         self.serving = serving
         self.policy = AdmissionPolicy.for_server(config, strategy.capacity)
         self._backlog = max(config.backlog, BATCH)
-        self.waker = Waker()
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.waker.fileno(), selectors.EVENT_READ, _WAKER)
-        self.stop = stop
-        stop.on_stop(self.waker.wake)
+        super().__init__(stop)
+        self._limit = BATCH  # requests to take in this wait (1 for handle_request)
+        self._dispatched = 0
         self._draining = False
         self._listening = False
         self._paused = False  # full: accepting resumes when a request finishes
@@ -82,21 +78,17 @@ class SelectorLoop(Generic[RequestT]):
 
     def run_once(self, timeout: float | None, limit: int = BATCH) -> int:
         """Wait once for readiness and dispatch up to ``limit`` requests; return how many."""
-        dispatched = 0
-        for key, _ in self.selector.select(timeout):
-            data = key.data
-            if data is _LISTENER:
-                dispatched += self._dispatch_ready(limit, self.stop)
-            elif data is _WAKER:
-                self.waker.drain()
-            else:
-                data()  # an fd a strategy watches (e.g. a child's pidfd)
+        self._limit, self._dispatched = limit, 0
+        self.wait_once(timeout)
         if self._resume_at is not None and time.monotonic() >= self._resume_at:
             self._resume_at = None
             self.set_listening(True)
         if self._paused:
             self._maybe_resume()
-        return dispatched
+        return self._dispatched
+
+    def _on_listener(self) -> None:
+        self._dispatched += self._dispatch_ready(self._limit, self.stop)
 
     def serve_one(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds (``None``: forever) for one request and dispatch it;
@@ -165,7 +157,7 @@ class SelectorLoop(Generic[RequestT]):
         if on == self._listening:
             return
         if on:
-            self.selector.register(self.transport.fileno(), selectors.EVENT_READ, _LISTENER)
+            self.selector.register(self.transport.fileno(), selectors.EVENT_READ, self._on_listener)
         else:
             self.selector.unregister(self.transport.fileno())
         self._listening = on
@@ -187,22 +179,6 @@ class SelectorLoop(Generic[RequestT]):
         log_backoff(self.transport.address, exc, delay)
         self._resume_at = time.monotonic() + delay
         self.set_listening(False)
-
-    # -- other fds -------------------------------------------------------------------------------
-
-    def watch(self, fd: int, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` on the loop thread whenever ``fd`` is readable."""
-        self.selector.register(fd, selectors.EVENT_READ, callback)
-
-    def unwatch(self, fd: int) -> None:
-        """Stop watching ``fd``."""
-        self.selector.unregister(fd)
-
-    def close(self) -> None:
-        """Release the selector and the wake-up pair (this process's copies only)."""
-        self.stop.forget(self.waker.wake)
-        self.selector.close()
-        self.waker.close()
 
     # -- draining --------------------------------------------------------------------------------
 
