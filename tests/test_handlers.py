@@ -42,6 +42,7 @@ class Events:
 
 class Recorder(StreamHandler[list[str]]):
     fail_in: ClassVar[str] = ""
+    speaks_first = True  # the client only reads
 
     def setup(self) -> None:
         self.state.append("setup")

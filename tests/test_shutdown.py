@@ -83,6 +83,8 @@ def test_close_from_another_thread_stops_the_loop_and_releases_the_server(
 class StopsTheServer(StreamHandler[dict[str, Any]]):
     """Replies, then stops the server in the way ``state["how"]`` names."""
 
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         self.wfile.write(b"bye\n")
         how = self.state["how"]

@@ -80,8 +80,8 @@ class Lifecycle:
             self.serving.clear()
             self.idle.set()
 
-    def start_loop(self) -> None:
-        """Enter ``SERVING`` on this thread, or say why not."""
+    def start_loop(self) -> Phase:
+        """Enter ``SERVING`` on this thread, or say why not; return the phase it left."""
         with self.lock:
             if self.closing or self.phase in (Phase.CLOSED, Phase.UNBOUND):
                 raise ServerClosedError("the server is closed or not bound")
@@ -89,7 +89,9 @@ class Lifecycle:
                 raise ServerStateError("this server is already serving on another thread")
             if self.phase is Phase.DRAINING:
                 raise ServerStateError("this server is draining on another thread")
+            left = self.phase
             self.move(Phase.SERVING)
+            return left
 
     def begin_close(self, in_handler: bool) -> bool:
         """Whether the calling ``close()`` should close the server now.

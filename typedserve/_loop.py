@@ -1,16 +1,21 @@
 """``SelectorLoop``: the server's own loop, for every dispatching strategy.
 
-One selector holds the listening socket, a wake-up fd (so a stop takes effect at once, not at
-the next poll) and any fd a strategy watches (a forked child's pidfd, a worker's control
-pipe). Each time the listener is readable the loop takes a bounded batch of requests from the
-transport; each goes through :class:`~typedserve._serving.Serving` (counting, access policy)
-and the :class:`~typedserve.admission.AdmissionPolicy` (serve, reject, or pause accepting),
-then to ``strategy.submit``. Accept errors that mean "out of fds or memory" pause accepting
-for the :class:`~typedserve.admission.AcceptBackoff` delay.
+One selector (a :class:`~typedserve._reactor.Reactor`) holds the listening socket, a wake-up
+fd (so a stop takes effect at once, not at the next poll), the connections the loop parks
+(:mod:`typedserve._parking`) and any fd a strategy watches (a forked child's pidfd, a worker's
+control pipe). Each time the listener is readable the loop takes a bounded batch of requests
+from the transport; each goes through :class:`~typedserve._serving.Serving` (counting, access
+policy) and the :class:`~typedserve.admission.AdmissionPolicy` (serve, reject, or pause
+accepting). A stream connection then waits in the loop until it has something to serve (its
+first byte, or a whole frame when the handler declares its framing) and only then goes to
+``strategy.submit``. Accept errors that mean "out of fds or memory" pause accepting for the
+:class:`~typedserve.admission.AcceptBackoff` delay. A periodic sweep closes parked
+connections past their deadline and cuts running requests past ``timeouts.request``.
 
-The drain lives here too: serve what was queued when the stop came, wait for the strategy to
-finish what is in flight (woken by ``notify_when_available``), cut what is left at the
-deadline, and refuse what arrived since, cleanly.
+The drain lives here too (:meth:`SelectorLoop.drain`): the kernel stops establishing new
+connections (:mod:`typedserve._quiesce`), what was queued at the stop is served, parked
+connections are served, refused or closed, requests in flight get until the deadline, what is
+left is cut, and arrivals are refused cleanly (busy hook, FIN, linger) rather than reset.
 
 Threads: everything runs on the thread that owns the loop (the serving thread, then the one
 draining); a stop is asked through the shared :class:`~typedserve._lifecycle.StopSignal`
@@ -20,27 +25,32 @@ rather than sharing its parent's kernel objects.
 
 from __future__ import annotations
 
+import collections
 import selectors
+import threading
 import time
 from collections.abc import Callable
-from typing import Generic
+from typing import Any, Generic
 
 from typedserve._lifecycle import NEVER, StopSignal
+from typedserve._parking import Parking
+from typedserve._quiesce import hold_new_connections, queued_connections
 from typedserve._reactor import Reactor
 from typedserve._serving import Serving
-from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
+from typedserve.admission import AcceptBackoff, Admission, AdmissionPolicy, log_backoff
 from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
 from typedserve.drain import DrainReport
+from typedserve.handlers import declared_framing, declares_speaks_first
 from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
 from typedserve.strategies.base import Strategy
 from typedserve.transports.base import Transport
 
-__all__ = ["BATCH", "SelectorLoop"]
-
+__all__ = ["BATCH", "SETTLE", "SelectorLoop"]
 
 BATCH = 16  # requests taken per readiness event, so one busy listener cannot starve wake-ups
+SETTLE = 0.02  # after new connections are held: how long a drain keeps refusing stragglers
 
 
 class SelectorLoop(Reactor, Generic[RequestT]):
@@ -67,6 +77,25 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._paused = False  # full: accepting resumes when a request finishes
         self._resume_at: float | None = None  # backing off after an accept error until then
         self._backoff = AcceptBackoff()
+        self._waiting: collections.deque[Any] = collections.deque()  # ready, strategy full
+        self._undo_hold: Callable[[], None] | None = None  # a drain held new connections
+        timeouts, factory = config.timeouts, serving.factory
+        framing = declared_framing(factory)
+        self.parking = Parking(
+            self,
+            serving,
+            self._ready,
+            first_byte=timeouts.first_byte,
+            budget=timeouts.request,
+            framing=framing,
+        )
+        serving.linger = self._linger
+        parks = framing is not None or timeouts.first_byte is not None
+        self._arrive: Callable[[Any], bool] | None = (
+            self.parking.arrived if parks and not declares_speaks_first(factory) else None
+        )
+        sweeps = timeouts.first_byte is not None or timeouts.request is not None
+        self._next_sweep = time.monotonic() + self.parking.period if sweeps else None
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -77,12 +106,22 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             self.run_once(self.poll_timeout(None))
 
     def run_once(self, timeout: float | None, limit: int = BATCH) -> int:
-        """Wait once for readiness and dispatch up to ``limit`` requests; return how many."""
+        """Wait once for readiness and dispatch up to ``limit`` new requests (plus any parked
+        connection that became ready); return how many went to the strategy."""
         self._limit, self._dispatched = limit, 0
         self.wait_once(timeout)
-        if self._resume_at is not None and time.monotonic() >= self._resume_at:
-            self._resume_at = None
-            self.set_listening(True)
+        self.parking.take_returns()
+        if self._waiting:
+            self._serve_waiting()
+        if self._next_sweep is not None or self._resume_at is not None:
+            now = time.monotonic()
+            if self._next_sweep is not None and now >= self._next_sweep:
+                self._next_sweep = now + self.parking.period
+                self.parking.sweep(now)
+                self.serving.cut_expired(now)
+            if self._resume_at is not None and now >= self._resume_at:
+                self._resume_at = None
+                self.set_listening(True)
         if self._paused:
             self._maybe_resume()
         return self._dispatched
@@ -103,10 +142,13 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         return False
 
     def poll_timeout(self, timeout: float | None) -> float | None:
-        """``timeout``, shortened to the end of an accept back-off."""
-        if self._resume_at is None:
+        """``timeout``, shortened to the next sweep or the end of an accept back-off."""
+        wake_at = self._next_sweep
+        if self._resume_at is not None:
+            wake_at = self._resume_at if wake_at is None else min(wake_at, self._resume_at)
+        if wake_at is None:
             return timeout
-        wait = max(0.0, self._resume_at - time.monotonic())
+        wait = max(0.0, wake_at - time.monotonic())
         return wait if timeout is None else min(wait, timeout)
 
     def _dispatch_ready(self, limit: int, stop: StopSignal) -> int:
@@ -115,7 +157,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             return 0
         # Everything the loop touches per request is bound once here, not looked up each time.
         receive, strategy, submit = self.transport.receive, self.strategy, self.strategy.submit
-        serving = self.serving
+        serving, arrive = self.serving, self._arrive
         serve, verify, row, policy = (
             serving.serve,
             serving.verify,
@@ -143,12 +185,46 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if full:
                 serving.reject(request)
                 continue
+            if arrive is not None and request.connection is not None and not arrive(request):
+                continue  # parked until it has something to serve
             try:
                 submit(serve, request)
             except Exception as exc:
                 serving.submit_failed(exc, request)
             dispatched += 1
         return dispatched
+
+    def _ready(self, request: Any) -> None:
+        """A parked connection has something to serve: admit it again (the strategy may have
+        filled up since it was accepted)."""
+        decision = self.policy.decide(self.strategy.in_flight)
+        if decision is Admission.SERVE:
+            self._submit(request)
+        elif decision is Admission.PAUSE:
+            self._waiting.append(request)
+            self.strategy.notify_when_available(self.waker.wake)
+        else:
+            self.serving.reject(request)
+
+    def _serve_waiting(self) -> None:
+        waiting, policy, strategy = self._waiting, self.policy, self.strategy
+        while waiting and not policy.full(strategy.in_flight):
+            self._submit(waiting.popleft())
+        if waiting:
+            strategy.notify_when_available(self.waker.wake)
+
+    def _submit(self, request: Any) -> None:
+        try:
+            self.strategy.submit(self.serving.serve, request)
+        except Exception as exc:
+            self.serving.submit_failed(exc, request)
+        self._dispatched += 1
+
+    def _linger(self, request: Any) -> None:
+        if request.connection is None:
+            request.close()
+        else:
+            self.parking.linger(request)
 
     # -- accepting, pausing and backing off ------------------------------------------------------
 
@@ -180,6 +256,11 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._resume_at = time.monotonic() + delay
         self.set_listening(False)
 
+    def close(self) -> None:
+        """Close the parked connections, then the selector and the wake-up pair."""
+        self.parking.close()
+        super().close()
+
     # -- draining --------------------------------------------------------------------------------
 
     def drain(
@@ -190,43 +271,66 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         deadline = time.monotonic() + grace
         strategy, serving, row = self.strategy, self.serving, self.serving.counters.row
         self._resume_at, self._paused = None, False
-        backlog = listener != "leave"
-        self.set_listening(backlog)
-        in_flight_before, refused_before = strategy.in_flight, row[REJECTED]
-        taken = self._take_backlog(deadline) if backlog else 0
-        if listener == "release":
-            self.set_listening(False)
-            release()
-            backlog = False
-        self._draining = True
+        rejected_before, self._dispatched = row[REJECTED], 0
+        in_flight_before = strategy.in_flight
+        watchdog = _Watchdog(deadline, serving.cut_running) if strategy.serial else None
         try:
-            while strategy.in_flight and (left := deadline - time.monotonic()) > 0:
+            backlog = listener != "leave"
+            self.set_listening(backlog)
+            if backlog:
+                fd = self.transport.fileno()
+                queued = queued_connections(fd)
+                self._undo_hold = hold_new_connections(fd, self._backlog)
+                self._take_backlog(deadline, self._backlog if queued is None else queued)
+            held = self._undo_hold is not None
+            if listener == "release":
+                self.set_listening(False)
+                release()
+                backlog = False
+            self.parking.begin_drain()
+            self._draining = True
+            settle = time.monotonic() + SETTLE if backlog and held else 0.0
+            while (left := deadline - time.monotonic()) > 0:
+                busy = strategy.in_flight or self._waiting or self.parking.lingering
+                if not busy and time.monotonic() >= settle:
+                    break
                 strategy.notify_when_available(self.waker.wake)
-                if strategy.in_flight:
-                    self.run_once(left)
-            still_running = strategy.in_flight
+                self.run_once(min(left, max(0.0, settle - time.monotonic())) if not busy else left)
+            taken, still_running = self._dispatched, strategy.in_flight
             serving.cutting = bool(still_running)
             serving.cut_running()
+            for request in self._waiting:
+                serving.reject(request)
+            self._waiting.clear()
             if backlog:
                 self._refuse_backlog()
         finally:
             self._draining = False
+            if watchdog is not None:
+                watchdog.cancel()
         completed = in_flight_before + taken - still_running
-        return DrainReport(completed, still_running, row[REJECTED] - refused_before)
+        return DrainReport(completed, still_running, row[REJECTED] - rejected_before)
 
-    def _take_backlog(self, deadline: float) -> int:
-        """Serve what was already queued when the stop came (bounded by the backlog size);
-        return how many requests were dispatched."""
-        budget = total = self._backlog
-        while budget > 0 and time.monotonic() < deadline:
-            taken = self._dispatch_ready(min(budget, BATCH), NEVER)
+    def resume_after_drain(self) -> None:
+        """Accept new connections again (a server that serves after a drain)."""
+        if self._undo_hold is not None:
+            self._undo_hold()
+            self._undo_hold = None
+        self.parking.closing = False
+
+    def _take_backlog(self, deadline: float, queued: int) -> None:
+        """Serve the ``queued`` requests that were waiting when the stop came (one at a time
+        for a serial strategy, so the deadline is checked between them)."""
+        batch = 1 if self.strategy.serial else BATCH
+        while queued > 0 and time.monotonic() < deadline:
+            taken = self._dispatch_ready(min(queued, batch), NEVER)
             if not taken or self._paused:
                 break
-            budget -= taken
+            self._dispatched += taken
+            queued -= taken
         if self._paused:  # the strategy is full: what is still queued will be refused
             self._paused = False
             self.set_listening(True)
-        return total - budget
 
     def _refuse_backlog(self) -> None:
         """Take every request waiting in the backlog and refuse it cleanly (bounded)."""
@@ -240,3 +344,17 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 return
             if serving.admit(request):
                 serving.reject(request)
+
+
+class _Watchdog:
+    """Cuts a serial strategy's running request at a drain's deadline: its handler runs on
+    the draining thread itself, which cannot check the clock while it waits."""
+
+    def __init__(self, deadline: float, cut: Callable[[], int]) -> None:
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        self._timer.join()

@@ -14,6 +14,8 @@ Counting: every admitted request ends in exactly one of ``refused``, ``rejected`
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from threading import get_ident
 from typing import Any, Generic
 
@@ -24,7 +26,7 @@ from typedserve.drain import BusyPolicy
 from typedserve.handlers import HandlerFactory
 from typedserve.options import ServerOptions
 from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
-from typedserve.requests import PeerAddress, RequestT
+from typedserve.requests import PeerAddress, Request, RequestT
 
 __all__ = ["Serving"]
 
@@ -53,8 +55,10 @@ class Serving(Generic[RequestT]):
         self.verify: AccessPolicy[RequestT] | None = options.get("verify_request")
         self._on_busy: BusyPolicy[RequestT] | None = options.get("on_busy")
         self._on_error: ErrorPolicy = options.get("handle_error") or log_error
-        self._first_byte = config.timeouts.first_byte
         self.serial = serial
+        self.linger: Callable[[RequestT], None] = _close
+        """What follows a refusal that asks to linger (the selector loop holds the connection
+        until the peer closes); by default the request is closed at once."""
         self.cutting = False  # past a drain's deadline: queued requests close without a handler
         # Requests running in this process, by the thread serving each: a drain cuts them, and
         # close() knows it was called from a handler when its thread is a key.
@@ -89,7 +93,8 @@ class Serving(Generic[RequestT]):
                 self._on_busy(request)
             except Exception as exc:
                 self.report(exc, request.peer)
-        request.refuse()
+        if request.refuse():
+            self.linger(request)
 
     def submit_failed(self, exc: Exception, request: RequestT) -> None:
         """``strategy.submit`` raised: the request is still the server's to report and close."""
@@ -100,7 +105,12 @@ class Serving(Generic[RequestT]):
     # -- the strategy's thread -------------------------------------------------------------------
 
     def serve(self, request: RequestT) -> None:
-        """Run the handler life cycle for one request and close it; never raises."""
+        """Run the handler life cycle for one request and close it; never raises.
+
+        A request still running at its deadline (``timeouts.request``) is counted as a slow
+        client, not as an error, whatever ended it (its handler's ``TimeoutError``, the loop's
+        cut). A failed request's connection is cut before it is closed.
+        """
         if self.cutting:  # queued behind the drain's deadline: release it unserved
             request.close()
             self.counters.add(FINISHED)
@@ -111,11 +121,9 @@ class Serving(Generic[RequestT]):
         else:
             thread = get_ident()
             self.live[thread] = request
+        failed = False
+        deadline = request.deadline
         try:
-            if self._first_byte is not None and not request.wait_first_byte(self._first_byte):
-                self.counters.add(SLOW)
-                logger.debug("closed %r: nothing received within timeouts.first_byte", request)
-                return
             handler = self.factory(request, self.context)  # type: ignore[arg-type]  # set by bind()
             try:
                 handler.setup()
@@ -124,12 +132,16 @@ class Serving(Generic[RequestT]):
             finally:
                 handler.close()
         except Exception as exc:
-            self.report(exc, request.peer)
+            failed = True
+            if deadline is None or time.monotonic() < deadline:
+                self.report(exc, request.peer)
         finally:
             if serial:
                 self.serial_request = None
             else:
                 del self.live[thread]
+            if failed:
+                request.cut()
             request.close()
             # counters.add(FINISHED), inlined: the bare acquire/release pair (around a
             # statement that cannot raise) costs half of a call plus a ``with`` block.
@@ -140,6 +152,9 @@ class Serving(Generic[RequestT]):
                 counters.lock.acquire()
                 counters.row[FINISHED] += 1
                 counters.lock.release()
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.debug("%r ran past timeouts.request", request)
+                counters.add(SLOW)
 
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
         """Count an error and pass it to the error policy (which must not raise, but may)."""
@@ -166,6 +181,18 @@ class Serving(Generic[RequestT]):
             request.cut()
         return len(running)
 
+    def cut_expired(self, now: float) -> None:
+        """Cut the running requests whose deadline has passed (a handler reading the socket
+        directly is not stopped by the ``rfile`` deadline check)."""
+        for request in self.running():
+            deadline = request.deadline
+            if deadline is not None and deadline <= now:
+                request.cut()
+
     def in_handler(self) -> bool:
         """Whether the calling thread is serving one of this server's requests."""
         return get_ident() in self.live
+
+
+def _close(request: Request) -> None:
+    request.close()

@@ -156,17 +156,23 @@ class Timeouts(_Model):
     """Per-connection deadlines, in seconds; ``None`` disables one.
 
     - ``idle``: the longest a single read or write on a connection may wait.
-    - ``first_byte``: how long a new connection may stay silent before the handler gets it
-      (slow or idle clients are closed without occupying a worker for longer).
-    - ``request``: the total deadline for one request, from accept to the end of ``finish``,
-      enforced on the handler's ``rfile``/``wfile`` operations.
+    - ``first_byte`` (default 10): how long a connection may stay silent before a request
+      (after it connects, and between the requests of a framed handler). The connection waits
+      in the server's loop, holding no worker; when the time is up it is closed and counted in
+      ``stats().slow_clients``. Handlers that declare ``speaks_first`` are not held.
+    - ``request`` (default 60): the budget of one request: from accept (or, for a framed
+      handler, from the request's first byte) to the end of its handler. A framed request must
+      arrive whole within it; an unframed handler's ``rfile``/``wfile`` raise ``TimeoutError``
+      past it, and the loop shuts down the connection of a handler still running after it
+      (within a second). Either way the request counts as a slow client, not an error. Set it
+      to ``None`` for long-lived connections (streams, chat, tunnels).
     - ``poll``: how long :meth:`Server.handle_request` waits for a request before calling the
       ``on_timeout`` hook.
     """
 
     idle: PositiveSeconds | None = None
-    first_byte: PositiveSeconds | None = None
-    request: PositiveSeconds | None = None
+    first_byte: PositiveSeconds | None = 10.0
+    request: PositiveSeconds | None = 60.0
     poll: PositiveSeconds | None = None
 
 

@@ -34,6 +34,7 @@ from typing import ClassVar, Generic, Protocol, TypeAlias, cast
 from typing_extensions import Buffer
 
 from typedserve.context import ServerContext, StateT
+from typedserve.framing import Framing
 from typedserve.requests import Datagram, RequestT, StreamRequest
 
 __all__ = [
@@ -66,12 +67,29 @@ HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerL
 """Builds the handler for one request; a :class:`Handler` subclass is one."""
 
 
+def declared_framing(factory: object) -> Framing | None:
+    """The framing a handler factory declares (``StreamHandler.framing``), if any."""
+    framing = getattr(factory, "framing", None)
+    return framing if isinstance(framing, Framing) else None
+
+
+def declares_speaks_first(factory: object) -> bool:
+    """Whether a handler factory declares that its protocol starts with the server talking."""
+    return getattr(factory, "speaks_first", False) is True
+
+
 class Handler(ABC, Generic[RequestT, StateT]):
     """Base class of handlers for requests of type ``RequestT``, with shared state ``StateT``.
 
     Subclass :class:`StreamHandler` or :class:`DatagramHandler` (or ``Handler[MyRequest, S]``
     for a custom transport) and implement :meth:`handle`. One instance serves one request.
+
+    ``speaks_first``: the protocol starts with the server talking (an SMTP or FTP banner), so
+    a new connection is handed to a worker at once instead of waiting, in the server's loop,
+    for the client's first byte (``timeouts.first_byte``).
     """
+
+    speaks_first: ClassVar[bool] = False
 
     def __init__(self, request: RequestT, context: ServerContext[StateT]) -> None:
         self.request: RequestT = request
@@ -168,13 +186,26 @@ class StreamHandler(Handler[StreamRequest, StateT]):
     writes through ``rfile``/``wfile`` also honour the config's ``timeouts.request`` deadline.
     ``rfile`` and ``wfile`` are opened the first time they are used, so a handler that works on
     ``self.request.socket`` directly pays nothing for them; assigning either in a ``setup``
-    override replaces it.
+    override replaces it. ``framing`` declares how requests are delimited (see below).
+
+    Example of a framed handler (a worker is busy only while a complete line is served)::
+
+        class Echo(StreamHandler):
+            framing = Lines(max_length=4096)
+
+            def handle(self) -> None:
+                self.wfile.write(self.rfile.readline())
     """
 
     rbufsize: ClassVar[int] = -1
     wbufsize: ClassVar[int] = 0
     nodelay: ClassVar[bool] = False
     timeout: ClassVar[float | None] = None
+    framing: ClassVar[Framing | None] = None
+    """How requests are delimited (:mod:`typedserve.framing`), or ``None``. With a framing, the
+    server's loop assembles each request before a worker sees it, ``rfile`` reads exactly that
+    request, one handler instance serves each request, and the connection waits in the loop
+    (holding no worker) between requests. ``None``: the handler reads the socket itself."""
 
     def setup(self) -> None:
         """Apply the socket options (``timeout``, ``nodelay``)."""
@@ -184,6 +215,9 @@ class StreamHandler(Handler[StreamRequest, StateT]):
             self.request.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _open_rfile(self) -> io.BufferedIOBase:
+        frame = self.request.frame
+        if frame is not None:
+            return io.BytesIO(frame)
         sock, deadline = self.request.socket, self.request.deadline
         # Always a BufferedReader, so ``read(n)`` returns n bytes (or EOF) as BufferedIOBase
         # promises: makefile("rb", 0) alone would be a raw SocketIO with short reads.

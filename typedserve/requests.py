@@ -9,14 +9,14 @@ drain, refuse it cleanly), so the loop never asks which kind of request it holds
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from typing_extensions import TypeVar
 
-__all__ = ["Datagram", "PeerAddress", "Request", "RequestT", "StreamRequest"]
+__all__ = ["Datagram", "FramedRequest", "PeerAddress", "Request", "RequestT", "StreamRequest"]
 
 PeerAddress: TypeAlias = Any
 """A socket address as the ``socket`` module returns it: ``(host, port)``, ``(host, port, flow,
@@ -43,6 +43,10 @@ class Request(Protocol):
         """The client's address (for logs and the access policy)."""
 
     @property
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` value by which the request must end (``None``: none)."""
+
+    @property
     def connection(self) -> SocketType | None:
         """The socket this request owns alone (a stream connection), or ``None`` when it shares
         the server's socket (a datagram)."""
@@ -51,14 +55,16 @@ class Request(Protocol):
         """Release the request's resources (after its handler, or instead of it)."""
 
     def cut(self) -> None:
-        """Make a handler blocked on this request return (a drain's deadline has passed)."""
+        """Make a handler blocked on this request return (a deadline has passed)."""
 
-    def refuse(self) -> None:
-        """Turn the request away cleanly after the busy hook replied: the peer sees the reply
-        and an orderly end, never a reset; then release it as :meth:`close` does."""
+    def refuse(self) -> bool:
+        """Turn the request away after the busy hook replied: discard what the peer sent and
+        end our side, so the peer reads the reply and an orderly end, never a reset.
 
-    def wait_first_byte(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the client to send something (or close)."""
+        Returns ``True`` when the server should now *linger*: keep reading and discarding
+        until the peer closes (or a short bound), then :meth:`close`, because input arriving
+        after a close would make the kernel reset the connection. ``False``: it is released.
+        """
 
 
 RequestT = TypeVar("RequestT", bound=Request)
@@ -78,6 +84,12 @@ class StreamRequest:
     socket: socket.socket
     peer: PeerAddress
     deadline: float | None = None
+
+    @property
+    def frame(self) -> bytes | None:
+        """The request's bytes, already read, when the handler declares its framing (its
+        ``rfile`` then reads them); ``None``: the handler reads the socket itself."""
+        return None
 
     @property
     def local(self) -> PeerAddress:
@@ -106,24 +118,49 @@ class StreamRequest:
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
-    def refuse(self) -> None:
-        """Discard what the client already sent, then close.
-
-        Closing a socket with unread input makes the kernel send a RST, which can destroy the
-        busy reply before the client reads it; reading the pending input first leaves a FIN.
-        """
+    def refuse(self) -> bool:
+        """Discard what the client sent so far and send our FIN after the busy reply; the
+        server then lingers (see :meth:`Request.refuse`). ``False`` if the peer is gone (the
+        connection is closed then)."""
         conn = self.socket
-        with contextlib.suppress(OSError):
+        try:
             conn.setblocking(False)
             while conn.recv(_DISCARD):
                 pass
-        self.close()
+        except BlockingIOError:
+            pass  # nothing more for now: the linger reads the rest
+        except OSError:
+            conn.close()  # reset by the peer: nothing to send or read
+            return False
+        else:  # EOF: the peer has finished sending; end our side and release
+            self.close()
+            return False
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.close()
+            return False
+        return True
 
-    def wait_first_byte(self, timeout: float) -> bool:
-        """Wait until the client has sent something (or closed) within ``timeout`` seconds."""
-        poller = select.poll()
-        poller.register(self.socket, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
+
+@dataclass(frozen=True, slots=True)
+class FramedRequest(StreamRequest):
+    """One request on a connection whose handler declares its framing.
+
+    ``frame`` holds the request's bytes, assembled by the server's loop before a worker was
+    involved; the handler's ``rfile`` reads them. The connection stays open across requests:
+    :meth:`close` gives it back to the loop, which waits (with no worker) for the next frame.
+    To end the connection after a reply, call :meth:`cut` once the reply is written.
+    """
+
+    frame: bytes = b""
+    release: Callable[[FramedRequest], None] | None = None
+
+    def close(self) -> None:
+        """Give the connection back to the server's loop (it closes it if it must)."""
+        release = self.release
+        if release is not None:
+            release(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +187,20 @@ class Datagram:
         """``None``: a datagram shares the server's socket."""
         return None
 
+    @property
+    def deadline(self) -> None:
+        """``None``: a datagram is served at once, with no deadline of its own."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: the socket is the server's."""
 
     def cut(self) -> None:
         """Nothing to cut: a datagram handler never blocks on its request."""
 
-    def refuse(self) -> None:
-        """Nothing to do after the busy hook: the socket is the server's."""
-
-    def wait_first_byte(self, timeout: float) -> bool:
-        """A datagram has all its bytes already: always true."""
-        return True
+    def refuse(self) -> bool:
+        """Nothing to do after the busy hook (the socket is the server's): no linger."""
+        return False
 
 
 # Transports build one request value per request, on the hot path. A frozen dataclass's

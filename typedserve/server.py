@@ -216,10 +216,10 @@ class Server(Generic[RequestT, StateT]):
         report = None
         if life.phase is not Phase.UNBOUND:
             report = self._graceful(self.config.shutdown.grace if grace is None else grace)
+        self.transport.close()  # first: the kernel must not queue connections while we wait
         left = self.strategy.close(RELEASE_WAIT)
         if left:
             logger.warning("%d request(s) still running after being cut; not waiting", left)
-        self.transport.close()
         if self._loop is not None:
             self._loop.close()
         with life.lock:
@@ -242,7 +242,7 @@ class Server(Generic[RequestT, StateT]):
         A :meth:`shutdown` that arrived while no loop was running makes the next call return
         at once (and is then consumed), so a shutdown is never lost in a start-up race.
         """
-        self._life.start_loop()
+        self._start_loop()
         try:
             self.strategy.run(self._host)
         finally:
@@ -260,7 +260,7 @@ class Server(Generic[RequestT, StateT]):
             )
         if timeout is not None and timeout < 0:
             timeout = self.config.timeouts.poll
-        self._life.start_loop()
+        self._start_loop()
         try:
             if self._host.loop().serve_one(timeout):
                 return True
@@ -269,6 +269,12 @@ class Server(Generic[RequestT, StateT]):
         if self._on_timeout is not None:
             self._on_timeout()
         return False
+
+    def _start_loop(self) -> None:
+        if self._life.start_loop() is Phase.DRAINED:  # serving again after a drain
+            self._serving.cutting = False
+            if self._loop is not None:
+                self._loop.resume_after_drain()
 
     def _leave_loop(self) -> None:
         if self._life.end_loop(self._stop):  # close() was called from a handler meanwhile

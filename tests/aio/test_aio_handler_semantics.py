@@ -68,6 +68,8 @@ def test_each_request_is_one_task_with_its_own_context_across_reads(
 
 
 class TimeoutsAndChildTasks(AsyncHandler[AsyncStream]):
+    speaks_first = True  # it acts (times out a read) before the client sends anything
+
     async def handle(self) -> None:
         stream = self.request
         try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeAlias
+from typing import ClassVar, Generic, Protocol, TypeAlias
 
 from typing_extensions import TypeVar
 
@@ -68,7 +68,13 @@ class AsyncHandler(ABC, Generic[RequestT, StateT]):
             async def handle(self) -> None:
                 async for line in self.request:
                     self.request.write(line)
+
+    ``speaks_first``: the protocol starts with the server talking (or the handler acts before
+    the client sends anything), so it starts at once instead of after the client's first byte
+    (``timeouts.first_byte``).
     """
+
+    speaks_first: ClassVar[bool] = False
 
     def __init__(self, request: RequestT, context: ServerContext[StateT]) -> None:
         self.request: RequestT = request

@@ -31,6 +31,7 @@ from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
+from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
 
@@ -69,7 +70,7 @@ class RequestTable:
         self._factory = factory
         self._context = host.context
         self._idle = timeouts.idle
-        self._first_byte = timeouts.first_byte
+        self._first_byte = None if declares_speaks_first(factory) else timeouts.first_byte
         self._policy = AdmissionPolicy.for_server(config, None)
         self._ready: asyncio.Future[None] = loop.create_future()  # what a free drain() returns
         self._ready.set_result(None)
