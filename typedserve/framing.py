@@ -44,7 +44,8 @@ pipelined before garbage is still served. There are two faults:
 
 After an error the framer is spent: ``next_frame`` raises the same error again, ``feed``
 discards its input and ``buffered`` is 0. A byte stream cannot be resynchronised; close the
-connection. Feeding data after end-of-file is a bug in the caller (:class:`RuntimeError`).
+connection. Feeding data after end-of-file is a bug in the caller
+(:class:`~typedserve.errors.StateError`, a :class:`RuntimeError`).
 
 Cost
 ----
@@ -62,7 +63,7 @@ from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from typing_extensions import Buffer
 
-from typedserve.errors import FramingError
+from typedserve.errors import ConfigError, FramingError, StateError
 
 __all__ = ["Custom", "Framer", "Framing", "LengthPrefixed", "Lines", "SplitFunction"]
 
@@ -165,8 +166,8 @@ class Lines:
     def __post_init__(self) -> None:
         """Reject a terminator that is not non-empty bytes, or a max_length that cannot hold it."""
         if not isinstance(self.terminator, bytes) or not self.terminator:
-            raise ValueError(
-                f"Lines(terminator=...) must be non-empty bytes, got {self.terminator!r}"
+            raise ConfigError.for_argument(
+                "Lines", "terminator", self.terminator, "non-empty bytes"
             )
         _check_int("Lines", "max_length", self.max_length, len(self.terminator))
 
@@ -207,17 +208,17 @@ class LengthPrefixed:
     def __post_init__(self) -> None:
         """Reject a prefix size, byte order, bound or flag outside its documented values."""
         if isinstance(self.prefix_size, bool) or self.prefix_size not in (1, 2, 4, 8):
-            raise ValueError(
-                f"LengthPrefixed(prefix_size=...) must be 1, 2, 4 or 8, got {self.prefix_size!r}"
+            raise ConfigError.for_argument(
+                "LengthPrefixed", "prefix_size", self.prefix_size, "1, 2, 4 or 8"
             )
         if self.byteorder not in ("big", "little"):
-            raise ValueError(
-                f"LengthPrefixed(byteorder=...) must be 'big' or 'little', got {self.byteorder!r}"
+            raise ConfigError.for_argument(
+                "LengthPrefixed", "byteorder", self.byteorder, "'big' or 'little'"
             )
         _check_int("LengthPrefixed", "max_length", self.max_length, 0)
         if not isinstance(self.includes_prefix, bool):
-            raise ValueError(
-                f"LengthPrefixed(includes_prefix=...) must be a bool, got {self.includes_prefix!r}"
+            raise ConfigError.for_argument(
+                "LengthPrefixed", "includes_prefix", self.includes_prefix, "a bool"
             )
 
     @property
@@ -272,7 +273,7 @@ class Custom:
     def __post_init__(self) -> None:
         """Reject a split that is not callable or a max_length below 1."""
         if not callable(self.split):
-            raise ValueError(f"Custom(split=...) must be callable, got {self.split!r}")
+            raise ConfigError.for_argument("Custom", "split", self.split, "callable")
         _check_int("Custom", "max_length", self.max_length, 1)
 
     @property
@@ -287,7 +288,7 @@ class Custom:
 
 def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}({name}=...) must be an int >= {minimum}, got {value!r}")
+        raise ConfigError.for_argument(owner, name, value, f"an int >= {minimum}")
 
 
 class _Assembler:
@@ -315,7 +316,7 @@ class _Assembler:
             if not view.nbytes:
                 self._eof = True
             elif self._eof:
-                raise RuntimeError("feed() after end-of-file: nothing can follow the peer's close")
+                raise StateError("feed() after end-of-file: nothing can follow the peer's close")
             elif self._start == len(self._data):
                 self._data = data if isinstance(data, bytes) else view.tobytes()
                 self._start = 0

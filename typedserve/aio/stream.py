@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, Final, cast
 
 from typedserve.aio.resumable import PARK, ResumableTask
+from typedserve.errors import FramingError, StateError
 from typedserve.requests import PeerAddress
 
 __all__ = ["DEFAULT_LIMIT", "AsyncStream", "RecvIntoStream"]
@@ -218,15 +219,19 @@ class AsyncStream(asyncio.Protocol):
     async def readline(self, *, limit: int = DEFAULT_LIMIT) -> bytes:
         """One line including ``b"\\n"``, the rest of the stream at its end, or ``b""``.
 
-        Raises ``ValueError`` (and discards the buffered data) for a line longer than ``limit``.
+        Raises :class:`~typedserve.errors.FramingError` (a ``ValueError``, as
+        ``asyncio.StreamReader`` raises) and discards the buffered data for a line longer than
+        ``limit``.
         """
         try:
             return await self.readuntil(b"\n", limit=limit)
         except asyncio.IncompleteReadError as exc:
             return exc.partial
         except asyncio.LimitOverrunError:
-            self._take(len(self._buffer))
-            raise ValueError(f"a line from {self.peer!r} is longer than {limit} bytes") from None
+            size = len(self._take(len(self._buffer)))
+            raise FramingError(
+                f"a line from {self.peer!r} is longer than {limit} bytes", limit=limit, size=size
+            ) from None
 
     def at_eof(self) -> bool:
         """Whether the peer has finished sending and everything received has been read."""
@@ -267,7 +272,7 @@ class AsyncStream(asyncio.Protocol):
         """
         waiter = self._waiter
         if self._parked or (waiter is not None and not waiter.done()):
-            raise RuntimeError(f"another task is already reading from {self.peer!r}")
+            raise StateError(f"another task is already reading from {self.peer!r}")
         if self._read_paused:  # the reader needs more than the high-water mark: let it in
             self._read_paused = False
             if self._transport is not None:
@@ -318,7 +323,7 @@ class AsyncStream(asyncio.Protocol):
 
     async def _wait_writable(self) -> None:
         if self._drain_waiter is not None:
-            raise RuntimeError(f"another task is already draining the stream to {self.peer!r}")
+            raise StateError(f"another task is already draining the stream to {self.peer!r}")
         if self._idle is not None:
             self._expires, self._expired = time.monotonic() + self._idle, "idle"
         waiter: asyncio.Future[None] = self._loop.create_future()

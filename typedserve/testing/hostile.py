@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self, TypeAlias
 
+from typedserve.errors import ConfigError, StateError
 from typedserve.requests import PeerAddress
 
 __all__ = [
@@ -111,7 +112,7 @@ def connect_many(
                 client.close()
     """
     if count < 0:
-        raise ValueError(f"connect_many(count=...) must be >= 0, got {count}")
+        raise ConfigError.for_argument("connect_many", "count", count, ">= 0")
     budget = fd_budget(reserve=reserve)
     if count > budget:
         raise OSError(
@@ -251,13 +252,13 @@ class Trickler:
         timeout: float | None = 5.0,
     ) -> None:
         if count < 1:
-            raise ValueError(f"Trickler(count=...) must be >= 1, got {count}")
+            raise ConfigError.for_argument("Trickler", "count", count, ">= 1")
         if not payload:
-            raise ValueError("Trickler(payload=...) must not be empty")
+            raise ConfigError.for_argument("Trickler", "payload", payload, "non-empty bytes")
         if interval < 0:
-            raise ValueError(f"Trickler(interval=...) must be >= 0, got {interval}")
+            raise ConfigError.for_argument("Trickler", "interval", interval, ">= 0")
         if rounds is not None and rounds < 1:
-            raise ValueError(f"Trickler(rounds=...) must be >= 1, got {rounds}")
+            raise ConfigError.for_argument("Trickler", "rounds", rounds, ">= 1 or None")
         self.address = address
         self.count = count
         self.payload = payload
@@ -284,7 +285,7 @@ class Trickler:
     def start(self) -> Self:
         """Open the connections and start the thread; raise if a connection fails."""
         if self._thread is not None or self._stopping.is_set():
-            raise RuntimeError("a Trickler starts once")
+            raise StateError("a Trickler starts once")
         sockets = connect_many(self.address, self.count, family=self.family, timeout=self.timeout)
         thread = threading.Thread(target=self._run, name="typedserve-trickler", daemon=True)
         try:
