@@ -454,12 +454,16 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "same deadline met inside recv raises the socket's own TimeoutError)"
     ),
     ("counters.py", "Counters.use_row", "IndexError"): "an index out of range, as Python says",
-    ("framing.py", "_SplitFramer._first_frame", "ValueError"): (
+    ("framing/custom.py", "_SplitFramer._first_frame", "ValueError"): (
         "a Custom split function returned a length outside its contract: a bug in the user's "
         "function, reported as Python reports a bad __len__ result"
     ),
-    ("framing.py", "_Assembler._first_frame", "NotImplementedError"): "an abstract method",
-    ("framing.py", "_Assembler._truncated", "NotImplementedError"): "an abstract method",
+    (
+        "framing/_assembler.py",
+        "_Assembler._first_frame",
+        "NotImplementedError",
+    ): "an abstract method",
+    ("framing/_assembler.py", "_Assembler._truncated", "NotImplementedError"): "an abstract method",
     ("testing/hostile.py", "connect_many", "OSError"): (
         "the EMFILE the process would hit halfway, reported up front with its errno"
     ),
