@@ -464,10 +464,10 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "NotImplementedError",
     ): "an abstract method",
     ("framing/_assembler.py", "_Assembler._truncated", "NotImplementedError"): "an abstract method",
-    ("testing/hostile.py", "connect_many", "OSError"): (
+    ("testing/hostile/connections.py", "connect_many", "OSError"): (
         "the EMFILE the process would hit halfway, reported up front with its errno"
     ),
-    ("testing/hostile.py", "Trickler.stop", "TimeoutError"): (
+    ("testing/hostile/trickler.py", "Trickler.stop", "TimeoutError"): (
         "a testing helper's bounded wait ran out: a test failure, not an error to handle"
     ),
     ("testing/running.py", "serve_in_thread", "TimeoutError"): "as above: a testing wait",
