@@ -445,7 +445,7 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "asyncio raises it"
     ),
     ("aio/stream.py", "AsyncStream.readuntil", "ValueError"): "as above: asyncio's own check",
-    ("aio/stream.py", "AsyncStream._write_unconnected", "ConnectionResetError"): (
+    ("aio/write_side.py", "WriteSide._write_unconnected", "ConnectionResetError"): (
         "an I/O condition: a write on a connection that is not (or no longer) there, reported "
         "as asyncio's transports report it"
     ),
