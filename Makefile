@@ -30,14 +30,16 @@ pytest: $(STAMP)
 
 # The whole test suite (the compat conformance suite included) on every other supported CPython
 # that is present (3.11 ran above), each in its own .venv-3.1x; stubtest checks
-# typedserve/compat/__init__.pyi on every version.
+# typedserve/compat/__init__.pyi on every version. pythonX.Y is looked up on PATH, then among
+# pyenv's versions (under `pyenv root`), if pyenv is installed.
 COMPAT_VERSIONS := 3.12 3.13
 STUBTEST := -m mypy.stubtest typedserve.compat --allowlist stubs/stubtest-allowlist.txt
 
 compat-versions: $(STAMP)
 	$(BIN)/python $(STUBTEST)
-	@set -e; for v in $(COMPAT_VERSIONS); do \
-	  py=""; for c in $$(command -v python$$v) /root/.pyenv/versions/$$v*/bin/python$$v; do \
+	@set -e; pyenv_root=$$(pyenv root 2>/dev/null || true); \
+	for v in $(COMPAT_VERSIONS); do \
+	  py=""; for c in $$(command -v python$$v) $${pyenv_root:+$$pyenv_root/versions/$$v*/bin/python$$v}; do \
 	    if [ -x "$$c" ] && "$$c" -c 'import sys' >/dev/null 2>&1; then py=$$c; break; fi; \
 	  done; \
 	  if [ -z "$$py" ]; then echo "compat-versions: python$$v not found, skipped"; continue; fi; \

@@ -1,11 +1,19 @@
-"""Handler failures are reported with the peer and survived; the access policy refuses peers."""
+"""Errors: the hierarchy and the raise sites that use it; handler failures are reported with the
+peer and survived; the access policy refuses peers."""
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import builtins
 import logging
+import os
+import re
 import socket
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,8 +30,24 @@ from typedserve import (
     TCPTransport,
     UnixAddress,
     UnixStreamTransport,
+    errors,
 )
-from typedserve.testing import connect, serve_in_thread
+from typedserve.aio import AsyncHandler, AsyncStream
+from typedserve.errors import (
+    BindError,
+    ConfigError,
+    FramingError,
+    ServerClosedError,
+    ServerStateError,
+    StateError,
+    StrategyMismatchError,
+    TransportMismatchError,
+    TypedServeError,
+    UnsupportedPlatformError,
+)
+from typedserve.framing import Custom, LengthPrefixed, Lines
+from typedserve.strategies import AsyncIO, ForkPerRequest, Prefork, ThreadPool
+from typedserve.testing import LeakCheck, Trickler, connect, connect_many, serve_in_thread
 
 if TYPE_CHECKING:
     from tests.conftest import MakeServer, TransportCase
@@ -241,3 +265,250 @@ def test_an_access_policy_that_raises_refuses_and_is_reported(
     stats = server.stats()
     assert (stats.refused, stats.errors) == (1, 1)
     assert "policy database unavailable" in caplog.text
+
+
+# -- the hierarchy ---------------------------------------------------------------------------
+
+BUILTIN_BASES: dict[type[TypedServeError], type[Exception]] = {
+    ConfigError: ValueError,
+    TransportMismatchError: ValueError,
+    FramingError: ValueError,
+    StrategyMismatchError: TypeError,
+    BindError: OSError,
+    UnsupportedPlatformError: OSError,
+    StateError: RuntimeError,
+    ServerStateError: RuntimeError,
+    ServerClosedError: RuntimeError,
+}
+
+
+@pytest.mark.parametrize("cls", list(BUILTIN_BASES), ids=lambda cls: cls.__name__)
+def test_each_error_is_a_typedserve_error_and_keeps_its_builtin_base(
+    cls: type[TypedServeError],
+) -> None:
+    assert issubclass(cls, TypedServeError)
+    assert issubclass(cls, BUILTIN_BASES[cls])
+
+
+def test_every_error_is_exported_from_the_package() -> None:
+    import typedserve
+
+    exported = {getattr(errors, name) for name in errors.__all__}
+    assert exported == {*BUILTIN_BASES, TypedServeError}
+    for name in errors.__all__:
+        assert getattr(typedserve, name) is getattr(errors, name)
+        assert name in typedserve.__all__
+
+
+_TREE_LINE = re.compile(r"^    (?P<rails>[ |]*)(?:[+`]-- )?(?P<name>\w+)(?: \((?P<base>\w+)\))?  ")
+
+
+def test_the_tree_in_the_errors_docstring_is_the_real_hierarchy() -> None:
+    """Each class is drawn once, under its parent, with its builtin base in parentheses."""
+    assert errors.__doc__ is not None
+    drawn: dict[str, tuple[str | None, str | None]] = {}
+    parents: list[str] = []
+    for line in errors.__doc__.splitlines():
+        match = _TREE_LINE.match(line)
+        if match is None or match["name"] not in errors.__all__:
+            continue
+        depth = len(match["rails"]) // 4 + (match["name"] != "TypedServeError")
+        del parents[depth:]
+        drawn[match["name"]] = (parents[-1] if parents else None, match["base"])
+        parents.append(match["name"])
+    assert set(drawn) == set(errors.__all__)
+    for name, (parent, base) in drawn.items():
+        cls = getattr(errors, name)
+        expected = tuple(getattr(errors, n) for n in [parent] if n is not None)
+        expected += tuple(getattr(builtins, n) for n in [base] if n is not None)
+        assert cls.__bases__ == (expected or (Exception,)), name
+
+
+# -- the raise sites -------------------------------------------------------------------------
+
+
+def _framer_fed_after_eof() -> None:
+    framer = Lines().new_framer()
+    framer.feed(b"")
+    framer.feed(b"late\n")
+
+
+def _leak_check_not_started() -> None:
+    LeakCheck().leaks()
+
+
+RAISE_SITES: list[tuple[str, Callable[[], object], type[TypedServeError], str]] = [
+    ("ThreadPool(max_workers=0)", lambda: ThreadPool(max_workers=0), ConfigError, "max_workers"),
+    ("ThreadPool(max_pending=-1)", lambda: ThreadPool(max_pending=-1), ConfigError, "max_pending"),
+    ("Prefork(workers=-3)", lambda: Prefork(workers=-3), ConfigError, "workers >= 1"),
+    (
+        "Prefork(threads_per_worker=0)",
+        lambda: Prefork(threads_per_worker=0),
+        ConfigError,
+        "threads",
+    ),
+    ("ForkPerRequest(max_children=0)", lambda: ForkPerRequest(0), ConfigError, "max_children"),
+    ("Lines(max_length=0)", lambda: Lines(max_length=0), ConfigError, "max_length"),
+    ("Lines(terminator=b'')", lambda: Lines(terminator=b""), ConfigError, "terminator"),
+    ("LengthPrefixed(prefix_size=3)", lambda: LengthPrefixed(3), ConfigError, "prefix_size"),  # type: ignore[arg-type]  # the wrong value under test
+    ("Custom(split=None)", lambda: Custom(None), ConfigError, "split"),  # type: ignore[arg-type]  # the wrong value under test
+    ("Trickler(count=0)", lambda: Trickler(("127.0.0.1", 1), 0), ConfigError, "count"),
+    ("connect_many(count=-1)", lambda: connect_many(("127.0.0.1", 1), -1), ConfigError, "count"),
+    ("a framer fed after EOF", _framer_fed_after_eof, StateError, "after end-of-file"),
+    ("LeakCheck.leaks() unstarted", _leak_check_not_started, StateError, r"start\(\)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [pytest.param(call, error, match, id=name) for name, call, error, match in RAISE_SITES],
+)
+def test_raise_sites_raise_the_typedserve_error_that_is_also_the_builtin(
+    call: Callable[[], object], error: type[TypedServeError], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        call()
+    with pytest.raises(BUILTIN_BASES[error], match=match):
+        call()
+
+
+def test_an_argument_error_names_the_argument_the_rule_and_the_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ThreadPool(max_workers=0)
+    assert str(caught.value) == "ThreadPool(max_workers=...) must be >= 1, got 0"
+    assert caught.value.problems == (("max_workers", 0, ">= 1"),)
+
+
+def test_fork_per_request_without_pidfd_open_is_an_unsupported_platform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    with pytest.raises(UnsupportedPlatformError, match=r"os\.pidfd_open") as caught:
+        ForkPerRequest()
+    assert isinstance(caught.value, OSError)
+
+
+def test_one_async_io_strategy_cannot_serve_two_servers() -> None:
+    class Idle(AsyncHandler[AsyncStream]):
+        async def handle(self) -> None:
+            pass
+
+    strategy = AsyncIO(loop="asyncio")
+
+    def make() -> Server[Any, Any]:
+        return Server(
+            config=ServerConfig(), transport=TCPTransport(), handler=Idle, strategy=strategy
+        )
+
+    with make(), pytest.raises(ServerStateError, match="one server"):
+        make()
+
+
+def test_async_stream_misuse_raises_state_and_framing_errors() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        ready.set_result(None)
+        stream = AsyncStream(loop, ready, ("127.0.0.1", 1))
+        first = stream.read(10)  # driven by hand: it runs up to its wait and yields a future
+        assert isinstance(first.send(None), asyncio.Future)
+        with pytest.raises(StateError, match="another task is already reading"):
+            await stream.read(10)
+        stream.data_received(b"x" * 20)
+        with pytest.raises(StopIteration) as done:
+            first.send(None)
+        assert done.value.value == b"x" * 10
+        with pytest.raises(FramingError, match="longer than 4 bytes") as caught:
+            await stream.readline(limit=4)
+        assert (caught.value.limit, caught.value.size) == (4, 10)
+        assert isinstance(caught.value, ValueError)
+        stream.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+# -- no builtin exception raised on purpose outside the tree ---------------------------------
+
+PACKAGE = Path(__file__).resolve().parent.parent / "typedserve"
+
+# Raises of a builtin exception that stay builtin, by (module, enclosing function, exception),
+# each with the reason. Control flow (StopIteration, SystemExit...) is not listed, and
+# typedserve/compat is not scanned: it raises exactly what socketserver raises.
+ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
+    ("config.py", "InetAddress._dual_stack_needs_ipv6", "ValueError"): (
+        "a pydantic validator signals a rejected value with ValueError; ServerConfig turns the "
+        "ValidationError into a ConfigError"
+    ),
+    ("config.py", "UnixAddress._fits_sun_path", "ValueError"): "as above: a pydantic validator",
+    ("aio/stream.py", "AsyncStream.readexactly", "ValueError"): (
+        "an argument error of the asyncio.StreamReader API AsyncStream mirrors, raised as "
+        "asyncio raises it"
+    ),
+    ("aio/stream.py", "AsyncStream.readuntil", "ValueError"): "as above: asyncio's own check",
+    ("aio/write_side.py", "WriteSide._write_unconnected", "ConnectionResetError"): (
+        "an I/O condition: a write on a connection that is not (or no longer) there, reported "
+        "as asyncio's transports report it"
+    ),
+    ("handlers.py", "_arm_deadline", "TimeoutError"): (
+        "the timeouts.request deadline, raised as the socket timeout it stands in for (the "
+        "same deadline met inside recv raises the socket's own TimeoutError)"
+    ),
+    ("counters.py", "Counters.use_row", "IndexError"): "an index out of range, as Python says",
+    ("framing/custom.py", "_SplitFramer._first_frame", "ValueError"): (
+        "a Custom split function returned a length outside its contract: a bug in the user's "
+        "function, reported as Python reports a bad __len__ result"
+    ),
+    (
+        "framing/_assembler.py",
+        "_Assembler._first_frame",
+        "NotImplementedError",
+    ): "an abstract method",
+    ("framing/_assembler.py", "_Assembler._truncated", "NotImplementedError"): "an abstract method",
+    ("testing/hostile/connections.py", "connect_many", "OSError"): (
+        "the EMFILE the process would hit halfway, reported up front with its errno"
+    ),
+    ("testing/hostile/trickler.py", "Trickler.stop", "TimeoutError"): (
+        "a testing helper's bounded wait ran out: a test failure, not an error to handle"
+    ),
+    ("testing/running.py", "serve_in_thread", "TimeoutError"): "as above: a testing wait",
+    ("testing/running.py", "_wait_started", "TimeoutError"): "as above: a testing wait",
+}
+
+_CONTROL_FLOW = {"StopIteration", "StopAsyncIteration", "SystemExit", "GeneratorExit"}
+
+
+def _builtin_raises(path: Path) -> set[tuple[str, str]]:
+    """``(enclosing function, exception)`` for each ``raise SomeBuiltinError(...)`` in ``path``."""
+    found: set[tuple[str, str]] = set()
+
+    def visit(node: ast.AST, scope: tuple[str, ...]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, (*scope, child.name))
+                continue
+            if isinstance(child, ast.Raise) and child.exc is not None:
+                exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+                kind = getattr(builtins, exc.id, None) if isinstance(exc, ast.Name) else None
+                if isinstance(kind, type) and issubclass(kind, BaseException):
+                    found.add((".".join(scope) or "<module>", kind.__name__))
+            visit(child, scope)
+
+    visit(ast.parse(path.read_text(), str(path)), ())
+    return found
+
+
+def test_no_builtin_exception_is_raised_on_purpose_outside_the_allowlist() -> None:
+    seen: set[tuple[str, str, str]] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).as_posix()
+        if module.startswith("compat/"):
+            continue
+        for scope, name in _builtin_raises(path):
+            if name not in _CONTROL_FLOW:
+                seen.add((module, scope, name))
+    unexpected = sorted(seen - set(ALLOWED_BUILTIN_RAISES))
+    assert not unexpected, (
+        "raise a TypedServeError subclass (see typedserve/errors.py) that keeps this builtin "
+        f"as a base, or allowlist the site with a reason: {unexpected}"
+    )
+    assert not set(ALLOWED_BUILTIN_RAISES) - seen, "allowlisted raise sites that are gone"

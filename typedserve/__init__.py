@@ -31,9 +31,14 @@ from typedserve.drain import BusyPolicy, DrainReport
 from typedserve.errors import (
     BindError,
     ConfigError,
+    FramingError,
     ServerClosedError,
+    ServerStateError,
+    StateError,
+    StrategyMismatchError,
     TransportMismatchError,
     TypedServeError,
+    UnsupportedPlatformError,
 )
 from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
 from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
@@ -75,6 +80,7 @@ __all__ = [
     "ErrorPolicy",
     "FDAddress",
     "ForkPerRequest",
+    "FramingError",
     "Handler",
     "HandlerFactory",
     "InetAddress",
@@ -86,9 +92,12 @@ __all__ = [
     "ServerClosedError",
     "ServerConfig",
     "ServerContext",
+    "ServerStateError",
     "ServerStats",
     "ShutdownConfig",
+    "StateError",
     "Strategy",
+    "StrategyMismatchError",
     "StreamHandler",
     "StreamRequest",
     "TCPTransport",
@@ -102,6 +111,7 @@ __all__ = [
     "UnixAddress",
     "UnixDatagramTransport",
     "UnixStreamTransport",
+    "UnsupportedPlatformError",
     "allow_all",
     "log_error",
 ]

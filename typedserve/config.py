@@ -194,11 +194,6 @@ class Limits(_Model):
     max_datagram_size: int = Field(default=65_507, ge=1, le=16 * 1024 * 1024)
     truncated: Literal["drop", "flag"] = "drop"
 
-    @property
-    def max_concurrent(self) -> int | None:
-        """The former name of :attr:`max_in_flight` (read-only; configure ``max_in_flight``)."""
-        return self.max_in_flight
-
 
 class ShutdownConfig(_Model):
     """How long closing the server waits for requests in flight (``grace`` seconds)."""

@@ -1,6 +1,32 @@
-"""The exception hierarchy: every error typedserve raises derives from :class:`TypedServeError`."""
+"""The exception hierarchy: every error typedserve raises on purpose is a :class:`TypedServeError`.
+
+Each class also keeps the builtin base that code written for the stdlib already catches, so
+``except TypedServeError`` catches everything typedserve diagnoses and ``except ValueError`` (or
+``OSError``, ...) keeps working::
+
+    TypedServeError                          the base; the CLI and a missing uvloop raise it as is
+    +-- ConfigError (ValueError)             a config field or constructor argument is rejected
+    +-- TransportMismatchError (ValueError)  an inherited socket does not fit its transport
+    +-- FramingError (ValueError)            a peer's bytes break its handler's framing
+    +-- StrategyMismatchError (TypeError)    the strategy cannot serve that handler or call
+    +-- BindError (OSError)                  the listening endpoint cannot be created or bound
+    +-- UnsupportedPlatformError (OSError)   the OS or Python lacks a feature (os.pidfd_open)
+    `-- StateError (RuntimeError)            an object is used out of order (a framer fed after EOF)
+        +-- ServerStateError                 the server's phase forbids the call (serving twice)
+        `-- ServerClosedError                the server, transport or strategy is closed or unbound
+
+Outside the tree, on purpose: an I/O condition reported the way the socket would report it
+(``TimeoutError`` at the ``timeouts.request`` deadline, ``ConnectionResetError`` from a lost
+``AsyncStream``, ``asyncio.IncompleteReadError``); argument errors of the
+``asyncio.StreamReader`` API that :class:`~typedserve.aio.AsyncStream` mirrors; the testing kit's
+test failures (:class:`~typedserve.testing.LeakError`, an ``AssertionError``, and ``TimeoutError``
+when a bounded wait runs out); and everything :mod:`typedserve.compat` raises, which is exactly
+what :mod:`socketserver` raises. ``tests/test_errors.py`` keeps the list of such raise sites.
+"""
 
 from __future__ import annotations
+
+from typing import Self
 
 __all__ = [
     "BindError",
@@ -8,9 +34,11 @@ __all__ = [
     "FramingError",
     "ServerClosedError",
     "ServerStateError",
+    "StateError",
     "StrategyMismatchError",
     "TransportMismatchError",
     "TypedServeError",
+    "UnsupportedPlatformError",
 ]
 
 
@@ -19,15 +47,28 @@ class TypedServeError(Exception):
 
 
 class ConfigError(TypedServeError, ValueError):
-    """A configuration value was rejected.
+    """A configuration value or a constructor argument was rejected.
 
-    The message names each offending field (dotted path), the value given and the rule broken,
-    one problem per line. ``problems`` holds the same as ``(field, value, rule)`` tuples.
+    For a config (:class:`~typedserve.config.ServerConfig`, a TOML file, the command line) the
+    message names each offending field (dotted path), the value given and the rule broken, one
+    problem per line. For a constructor argument it names the class, the argument, the rule and
+    the value (see :meth:`for_argument`). ``problems`` holds the same as ``(field, value, rule)``
+    tuples, where they are known.
     """
 
     def __init__(self, message: str, problems: tuple[tuple[str, object, str], ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
+
+    @classmethod
+    def for_argument(cls, owner: str, name: str, value: object, rule: str) -> Self:
+        """The error for one rejected constructor argument.
+
+        Example: ``ConfigError.for_argument("ThreadPool", "max_workers", 0, ">= 1")`` says
+        ``ThreadPool(max_workers=...) must be >= 1, got 0``, with ``problems`` set to
+        ``(("max_workers", 0, ">= 1"),)``.
+        """
+        return cls(f"{owner}({name}=...) must be {rule}, got {value!r}", ((name, value, rule),))
 
 
 class BindError(TypedServeError, OSError):
@@ -46,22 +87,39 @@ class BindError(TypedServeError, OSError):
         return str(self.strerror)
 
 
+class UnsupportedPlatformError(TypedServeError, OSError):
+    """The operating system or Python lacks a feature the requested object needs.
+
+    Raised when the object is created (``ForkPerRequest()`` without ``os.pidfd_open``), never
+    halfway through serving. The message names the missing feature and what provides it.
+    """
+
+
 class TransportMismatchError(TypedServeError, ValueError):
     """An inherited socket's family or type does not match the transport it was given to."""
 
 
-class ServerClosedError(TypedServeError, RuntimeError):
+class StateError(TypedServeError, RuntimeError):
+    """An object was used out of order: the call is not possible in its current state.
+
+    Examples: feeding a framer after end-of-file, two tasks reading one
+    :class:`~typedserve.aio.AsyncStream` at once, starting a ``Trickler`` twice. It is a bug in
+    the calling code, not a fault of a peer.
+    """
+
+
+class ServerClosedError(StateError):
     """An operation needs an open server, but it was closed."""
 
 
-class ServerStateError(TypedServeError, RuntimeError):
+class ServerStateError(StateError):
     """An operation is not possible in the server's current phase (e.g. ``serve_forever`` while
     another thread serves)."""
 
 
 class StrategyMismatchError(TypedServeError, TypeError):
     """The strategy cannot do what was asked: ``handle_request`` on a strategy that owns its
-    loop (``AsyncIO``), or a handler of the wrong kind for the strategy."""
+    loop (``AsyncIO``), or a handler or request of the wrong kind for the strategy."""
 
 
 class FramingError(TypedServeError, ValueError):

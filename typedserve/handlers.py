@@ -207,6 +207,14 @@ class StreamHandler(Handler[StreamRequest, StateT]):
     request, one handler instance serves each request, and the connection waits in the loop
     (holding no worker) between requests. ``None``: the handler reads the socket itself."""
 
+    # The files are opened on first use: many handlers never touch them (they work on
+    # request.socket directly), and opening them costs a few microseconds per connection and
+    # about 5 KiB per idle one. They live in plain attributes with class defaults, so
+    # finish() and close() see what was opened or assigned with two cheap reads.
+    _rfile: io.BufferedIOBase | None = None
+    _wfile: io.BufferedIOBase | None = None
+    _finished = False
+
     def setup(self) -> None:
         """Apply the socket options (``timeout``, ``nodelay``)."""
         if self.timeout is not None:
@@ -237,14 +245,6 @@ class StreamHandler(Handler[StreamRequest, StateT]):
         if deadline is None:
             return cast(io.BufferedIOBase, sock.makefile("wb", self.wbufsize))
         return io.BufferedWriter(_DeadlineSocketIO(sock, deadline), self.wbufsize)
-
-    # The files are opened on first use: many handlers never touch them (they work on
-    # request.socket directly), and opening them costs a few microseconds per connection and
-    # about 5 KiB per idle one. They live in plain attributes with class defaults, so
-    # finish() and close() see what was opened or assigned with two cheap reads.
-    _rfile: io.BufferedIOBase | None = None
-    _wfile: io.BufferedIOBase | None = None
-    _finished = False
 
     @property
     def rfile(self) -> io.BufferedIOBase:

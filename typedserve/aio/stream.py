@@ -8,7 +8,8 @@ place, handing over the received ``bytes`` unchanged when nothing else is buffer
 case of request/response protocols): a message costs the handler no loop round trip, no future
 and no task wake-up. A read awaited in any other task waits on a future as usual. ``write`` is
 the transport's own ``write`` and ``drain`` returns a future that is already done while the
-transport is not paused, so neither adds a frame.
+transport is not paused, so neither adds a frame. Writing, draining and closing live in the
+base class :class:`~typedserve.aio.write_side.WriteSide`; this module is the read side.
 
 Timeouts are enforced by the server's periodic sweep (see :mod:`typedserve.aio.table`), not by a
 timer per read: a waiting read or drain records when it must give up (``_expires``), and the
@@ -21,10 +22,13 @@ import asyncio
 import itertools
 import time
 import types
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from typing import Any, Final, cast
 
 from typedserve.aio.resumable import PARK, ResumableTask
+from typedserve.aio.write_side import NO_EXPIRY as _NO_EXPIRY
+from typedserve.aio.write_side import WriteSide
+from typedserve.errors import FramingError, StateError
 from typedserve.requests import PeerAddress
 
 __all__ = ["DEFAULT_LIMIT", "AsyncStream", "RecvIntoStream"]
@@ -33,10 +37,9 @@ DEFAULT_LIMIT: Final = 64 * 1024
 """The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
 
 _HIGH_WATER: Final = 2 * DEFAULT_LIMIT  # pause reading from the socket above this many bytes
-_NO_EXPIRY: Final = 0.0
 
 
-class AsyncStream(asyncio.Protocol):
+class AsyncStream(WriteSide):
     """A connected stream socket served on an event loop, as the request of an async handler.
 
     Reads: :meth:`read`, :meth:`readexactly`, :meth:`readuntil`, :meth:`readline` and
@@ -62,44 +65,17 @@ class AsyncStream(asyncio.Protocol):
 
     __slots__ = (
         "_buffer",
-        "_drain_waiter",
         "_eof",
-        "_expired",
-        "_expires",
-        "_idle",
-        "_loop",
         "_lost",
         "_on_lost",
         "_parked",
         "_read_error",
         "_read_paused",
-        "_ready",
         "_runner",
-        "_transport",
         "_waiter",
         "_want",
-        "_write_error",
         "deadline",
-        "drain",
-        "peer",
-        "write",
     )
-
-    write: Callable[[bytes | bytearray | memoryview], None]
-    """Send ``data`` (buffered by the transport while the socket cannot take it).
-
-    Raises ``ConnectionResetError`` (or the socket error) once the connection is lost and
-    ``TimeoutError`` after the request deadline. While the connection is up this *is* the
-    transport's ``write``, with nothing in between.
-    """
-
-    drain: Callable[[], Awaitable[None]]
-    """Wait until the transport's write buffer is below its high-water mark.
-
-    Await the result at once: a lost connection or an expired deadline may be raised by the
-    call itself. While the buffer is below the mark it returns a future that is already done,
-    so awaiting it does not suspend the handler.
-    """
 
     def __init__(
         self,
@@ -218,15 +194,19 @@ class AsyncStream(asyncio.Protocol):
     async def readline(self, *, limit: int = DEFAULT_LIMIT) -> bytes:
         """One line including ``b"\\n"``, the rest of the stream at its end, or ``b""``.
 
-        Raises ``ValueError`` (and discards the buffered data) for a line longer than ``limit``.
+        Raises :class:`~typedserve.errors.FramingError` (a ``ValueError``, as
+        ``asyncio.StreamReader`` raises) and discards the buffered data for a line longer than
+        ``limit``.
         """
         try:
             return await self.readuntil(b"\n", limit=limit)
         except asyncio.IncompleteReadError as exc:
             return exc.partial
         except asyncio.LimitOverrunError:
-            self._take(len(self._buffer))
-            raise ValueError(f"a line from {self.peer!r} is longer than {limit} bytes") from None
+            size = len(self._take(len(self._buffer)))
+            raise FramingError(
+                f"a line from {self.peer!r} is longer than {limit} bytes", limit=limit, size=size
+            ) from None
 
     def at_eof(self) -> bool:
         """Whether the peer has finished sending and everything received has been read."""
@@ -267,7 +247,7 @@ class AsyncStream(asyncio.Protocol):
         """
         waiter = self._waiter
         if self._parked or (waiter is not None and not waiter.done()):
-            raise RuntimeError(f"another task is already reading from {self.peer!r}")
+            raise StateError(f"another task is already reading from {self.peer!r}")
         if self._read_paused:  # the reader needs more than the high-water mark: let it in
             self._read_paused = False
             if self._transport is not None:
@@ -287,66 +267,6 @@ class AsyncStream(asyncio.Protocol):
             return data
         waiter = self._waiter = self._loop.create_future()
         return (yield from waiter)
-
-    # -- writing -------------------------------------------------------------------------------
-
-    def _write_unconnected(self, data: bytes | bytearray | memoryview) -> None:
-        raise ConnectionResetError(f"the connection to {self.peer!r} is not attached")
-
-    def _write_failed(self, data: bytes | bytearray | memoryview) -> None:
-        assert self._write_error is not None
-        raise self._write_error
-
-    def _drain_failed(self) -> Awaitable[None]:
-        assert self._write_error is not None
-        raise self._write_error
-
-    def _fail_writes(self, exc: BaseException) -> None:
-        """From now on every write and drain raises ``exc``."""
-        self._write_error = exc
-        self.write = self._write_failed
-        self.drain = self._drain_failed
-
-    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Send each buffer of ``data`` in order."""
-        if self._write_error is not None:
-            raise self._write_error
-        if self._transport is None:
-            self._write_unconnected(b"")
-        else:
-            self._transport.writelines(data)
-
-    async def _wait_writable(self) -> None:
-        if self._drain_waiter is not None:
-            raise RuntimeError(f"another task is already draining the stream to {self.peer!r}")
-        if self._idle is not None:
-            self._expires, self._expired = time.monotonic() + self._idle, "idle"
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._drain_waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._drain_waiter = None
-            self._expires = _NO_EXPIRY
-
-    def write_eof(self) -> None:
-        """Half-close: the peer reads end of stream; reading from it goes on."""
-        if self._transport is not None and self._transport.can_write_eof():
-            self._transport.write_eof()
-
-    def close(self) -> None:
-        """Close the connection after the buffered writes are sent (the server does this)."""
-        if self._transport is not None:
-            self._transport.close()
-
-    def abort(self) -> None:
-        """Close the connection at once, discarding buffered writes."""
-        if self._transport is not None:
-            self._transport.abort()
-
-    def is_closing(self) -> bool:
-        """Whether the connection is closed or closing."""
-        return self._transport is None or self._transport.is_closing()
 
     # -- asyncio.Protocol callbacks (run by the event loop) ------------------------------------
 
@@ -426,19 +346,6 @@ class AsyncStream(asyncio.Protocol):
             self._on_lost(self)
         self._wake(self._read_error)  # last: a parked reader may run at once
 
-    def pause_writing(self) -> None:
-        """The transport's write buffer is full: :meth:`drain` will wait."""
-        if self._write_error is None:
-            self.drain = self._wait_writable
-
-    def resume_writing(self) -> None:
-        """The write buffer has room again: wake a waiting :meth:`drain`."""
-        if self._write_error is None:
-            self.drain = self._ready
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     # -- timeouts (called by the server's sweep) -------------------------------------------------
 
     def _wake(self, exc: BaseException | None) -> None:
@@ -491,17 +398,6 @@ class AsyncStream(asyncio.Protocol):
         except OSError:
             pass  # reset before the first byte: the handler sees the error on its first read
         return True
-
-    @property
-    def local(self) -> PeerAddress:
-        """The local end of the connection (``getsockname()``)."""
-        return self.get_extra_info("sockname")
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """The transport's extra information (``"sockname"``, ``"peername"``, ``"socket"``...)."""
-        if self._transport is None:
-            return default
-        return self._transport.get_extra_info(name, default)
 
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")

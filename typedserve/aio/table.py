@@ -31,6 +31,7 @@ from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import DrainReport
+from typedserve.errors import StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
@@ -186,7 +187,9 @@ class RequestTable:
         else:
             request.close()
             self._counters.add(FINISHED)
-            raise TypeError(f"AsyncIO serves stream and datagram transports, got {request!r}")
+            raise StrategyMismatchError(
+                f"AsyncIO serves stream and datagram transports, got {request!r}"
+            )
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 

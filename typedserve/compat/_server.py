@@ -72,6 +72,9 @@ class BaseServer:
     """
 
     timeout: float | None = None
+    # Provided by subclasses, as in the stdlib: TCPServer creates ``socket`` (a socket-less
+    # server calling handle_request() needs one); declared here for the type checker.
+    socket: socket.socket
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         """Store the address and the handler class. May be extended, do not override."""
@@ -164,8 +167,7 @@ class BaseServer:
                         return self.handle_timeout()  # the hook's value, as in the stdlib
 
     # What subclasses provide (as in the stdlib, BaseServer itself defines none of them):
-    # TCPServer creates ``socket`` (a socket-less server calling handle_request() needs one).
-    socket: socket.socket
+    # ``fileno`` and ``get_request``, and ``socket`` (declared at the top of the class).
     if TYPE_CHECKING:
 
         def fileno(self) -> int:

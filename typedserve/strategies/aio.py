@@ -16,7 +16,7 @@ from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.loops import LoopName, loop_factory
 from typedserve.aio.table import RequestTable
 from typedserve.drain import DrainReport
-from typedserve.errors import ServerClosedError
+from typedserve.errors import ServerClosedError, ServerStateError
 from typedserve.host import Host
 
 __all__ = ["AsyncIO"]
@@ -95,7 +95,7 @@ class AsyncIO:
         if self._closed:
             raise ServerClosedError("this AsyncIO strategy was closed; create a new one")
         if self._table is not None:
-            raise RuntimeError("an AsyncIO strategy serves one server; create one per server")
+            raise ServerStateError("an AsyncIO strategy serves one server; create one per server")
         loop = self._new_loop()
         # The server's overloads admit only async handler factories with AsyncIO.
         factory = cast(AsyncHandlerFactory[Any, Any], host.handler)

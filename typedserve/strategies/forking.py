@@ -18,7 +18,8 @@ blocks until a child exits rather than forking more.
 Counters and errors: each running child writes its own row of the server's shared counters
 (``stats()`` sums them), so handler errors and finished requests in children are counted; a
 child killed by a signal or exiting non-zero is logged (``typedserve.server``, ERROR) and its
-request counted as finished with an error. Requires Linux >= 5.3 (``os.pidfd_open``).
+request counted as finished with an error. Requires Linux >= 5.3 (``os.pidfd_open``): elsewhere
+the constructor raises :class:`~typedserve.errors.UnsupportedPlatformError` (an ``OSError``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 from typedserve.counters import ERRORS, FINISHED
 from typedserve.drain import DrainReport
-from typedserve.errors import ServerClosedError
+from typedserve.errors import ConfigError, ServerClosedError, UnsupportedPlatformError
 from typedserve.host import LoopHost
 from typedserve.requests import Request
 from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
@@ -71,9 +72,11 @@ class ForkPerRequest(Strategy):
 
     def __init__(self, max_children: int = 40) -> None:
         if max_children < 1:
-            raise ValueError(f"ForkPerRequest needs max_children >= 1, got {max_children}")
+            raise ConfigError.for_argument("ForkPerRequest", "max_children", max_children, ">= 1")
         if not hasattr(os, "pidfd_open"):
-            raise OSError("ForkPerRequest needs os.pidfd_open (Linux >= 5.3, Python >= 3.9)")
+            raise UnsupportedPlatformError(
+                "ForkPerRequest needs os.pidfd_open (Linux >= 5.3, Python >= 3.9)"
+            )
         self.max_children = max_children
         self._host: LoopHost[Any] | None = None
         self._children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, counters slot)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from typedserve.errors import ConfigError
 from typedserve.requests import Request
 from typedserve.strategies.base import Strategy
 
@@ -42,10 +43,10 @@ class ThreadPool(Strategy):
 
     def __init__(self, max_workers: int = 16, max_pending: int | None = None) -> None:
         if max_workers < 1:
-            raise ValueError(f"ThreadPool needs max_workers >= 1, got {max_workers}")
+            raise ConfigError.for_argument("ThreadPool", "max_workers", max_workers, ">= 1")
         pending = max_workers if max_pending is None else max_pending
         if pending < 0:
-            raise ValueError(f"ThreadPool needs max_pending >= 0, got {max_pending}")
+            raise ConfigError.for_argument("ThreadPool", "max_pending", max_pending, ">= 0")
         self.max_workers = max_workers
         self.max_pending = pending
         self._queue: queue.SimpleQueue[tuple[Callable[[Any], None], Any] | None] = (

@@ -112,7 +112,7 @@ class Prefork(Strategy):
         restart_window: float = 10.0,
     ) -> None:
         if workers < 1 or threads_per_worker < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"Prefork needs workers >= 1 and threads_per_worker >= 1, "
                 f"got {workers} and {threads_per_worker}"
             )

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from typedserve.errors import StateError
+
 __all__ = ["LeakCheck", "LeakError", "ResourceSnapshot", "assert_no_leaks"]
 
 _PROC = Path("/proc/self")
@@ -115,13 +117,13 @@ class LeakCheck:
     def leaks(self) -> dict[str, list[str]]:
         """What was created since :meth:`start` and is still there (no waiting)."""
         if self.baseline is None:
-            raise RuntimeError("LeakCheck.start() was not called")
+            raise StateError("LeakCheck.start() was not called")
         return ResourceSnapshot.take(self.socket_dirs).new_since(self.baseline)
 
     def check(self) -> None:
         """Wait up to ``wait`` seconds for new resources to go away; raise :class:`LeakError`."""
         if self.baseline is None:
-            raise RuntimeError("LeakCheck.start() was not called")
+            raise StateError("LeakCheck.start() was not called")
         deadline = time.monotonic() + self.wait
         for thread in set(threading.enumerate()) - self.baseline.threads:
             if thread is not threading.current_thread():

@@ -1,193 +1,26 @@
-"""Hostile peers: clients that try to break a server's promises, for tests and benchmarks.
-
-Real sockets over loopback (TCP over IPv4 or IPv6, or Unix stream sockets), each behaving the
-way slow, stuck or rude clients do:
-
-- :func:`silent_clients` connect and send nothing: they hold a connection (and, in a naive
-  server, a worker) for free;
-- :class:`Trickler` / :func:`trickling_clients` send one byte per interval per connection, so
-  a request never completes (slowloris), and record when the server closes them;
-- :func:`resetting_client` sends a little and resets the connection (TCP RST);
-- :func:`connect_many` and :func:`fd_budget` open many connections without running the test
-  process out of file descriptors halfway.
-
-Addresses are what ``socket.connect`` takes, or what a server reports as its address: a
-``(host, port)`` tuple (a wildcard host such as ``"0.0.0.0"`` or ``"::"`` means loopback), an
-IPv6 ``(host, port, flow, scope)`` tuple, or a Unix socket path (``str``, ``bytes`` for an
-abstract name, or a path object). The family is inferred from the address unless given.
-
-Resource handling: every socket is closed by whoever opened it: the context managers on exit,
-:meth:`Trickler.stop` for a trickler, the caller for :func:`connect_many`. Every loop is bounded
-and nothing sleeps: a trickler paces itself with :meth:`threading.Event.wait`, so stopping it is
-immediate. Example::
-
-    with serve_in_thread(make_server()) as server, trickling_clients(
-        server.address, 10, interval=0.05
-    ) as trickler:
-        assert trickler.wait_closed(10, timeout=5)  # the server cut all ten
-"""
+"""The :class:`Trickler`: connections that send one byte per interval (slowloris), and what
+the server did to them (see :mod:`typedserve.testing.hostile`)."""
 
 from __future__ import annotations
 
-import errno
-import os
-import resource
 import selectors
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self, TypeAlias
+from typing import Literal, Self
 
+from typedserve.errors import ConfigError, StateError
 from typedserve.requests import PeerAddress
+from typedserve.testing.hostile.connections import ConnectAddress, _close_all, connect_many
 
-__all__ = [
-    "ClosedByServer",
-    "ConnectAddress",
-    "Trickler",
-    "connect_many",
-    "fd_budget",
-    "resetting_client",
-    "silent_clients",
-    "trickling_clients",
-]
+__all__ = ["ClosedByServer", "Trickler", "trickling_clients"]
 
-ConnectAddress: TypeAlias = (
-    tuple[str, int] | tuple[str, int, int, int] | str | bytes | os.PathLike[str]
-)
-"""Where hostile clients connect: an inet address tuple or a Unix socket path (see above)."""
-
-# A wildcard bind accepts connections on loopback; connect there.
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 _READ_SIZE = 65536
 _READS_PER_ROUND = 16  # per readable connection and round: keeps one chatty server bounded
-
-
-def fd_budget(*, reserve: int = 64) -> int:
-    """How many more file descriptors this process may open, keeping ``reserve`` spare.
-
-    It is the soft ``RLIMIT_NOFILE`` minus the fds open now minus ``reserve`` (never below 0).
-    A server running in the same process takes one more fd per connection it accepts: give
-    clients at most half of the budget then. Linux only (it counts ``/proc/self/fd``).
-
-    Example::
-
-        clients = min(1000, fd_budget() // 2)
-    """
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = 1 << 20 if soft == resource.RLIM_INFINITY else soft
-    return max(0, limit - len(os.listdir("/proc/self/fd")) - reserve)
-
-
-def connect_many(
-    address: ConnectAddress,
-    count: int,
-    *,
-    family: socket.AddressFamily | None = None,
-    timeout: float | None = 5.0,
-    reserve: int = 64,
-) -> list[socket.socket]:
-    """``count`` new stream connections to ``address``; the caller closes them.
-
-    Before opening any, checks that ``count`` fits in :func:`fd_budget` ``(reserve=reserve)``
-    and raises :class:`OSError` (``EMFILE``) naming the budget and the fix if it does not, rather
-    than failing halfway with the process out of fds. ``timeout`` applies to connecting and
-    to every later operation on each socket (``None``: blocking). Connections are made one
-    after the other; if one fails, those already open are closed and the error propagates.
-    Note that a server that does not accept leaves connections in its backlog: past the
-    backlog, ``connect`` may wait for ``timeout`` and fail.
-
-    Example::
-
-        clients = connect_many(server.address, 100)
-        try:
-            ...
-        finally:
-            for client in clients:
-                client.close()
-    """
-    if count < 0:
-        raise ValueError(f"connect_many(count=...) must be >= 0, got {count}")
-    budget = fd_budget(reserve=reserve)
-    if count > budget:
-        raise OSError(
-            errno.EMFILE,
-            f"connect_many: {count} connections need {count} fds but only {budget} are free "
-            f"(RLIMIT_NOFILE minus open fds minus reserve={reserve}); ask for fewer or raise "
-            "the limit (ulimit -n)",
-        )
-    target, inferred = _resolve(address)
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sockets.append(_connect(target, family or inferred, timeout))
-    except BaseException:
-        _close_all(sockets)
-        raise
-    return sockets
-
-
-@contextmanager
-def silent_clients(
-    address: ConnectAddress,
-    count: int,
-    *,
-    family: socket.AddressFamily | None = None,
-    timeout: float | None = 5.0,
-) -> Iterator[list[socket.socket]]:
-    """``count`` connections that send nothing, closed (FIN) when the block ends.
-
-    They are the cheapest attack on a server that gives each connection a worker before it
-    has a request. The sockets are yielded so the test can observe them (``recv`` what the
-    server says, see whether it closed them); they are blocking with ``timeout``. Works for
-    TCP (IPv4 and IPv6) and Unix stream sockets; see :func:`connect_many` for the fd budget.
-
-    Example::
-
-        with silent_clients(server.address, 32):
-            with connect(server) as client:   # a real client is still served
-                ...
-    """
-    sockets = connect_many(address, count, family=family, timeout=timeout)
-    try:
-        yield sockets
-    finally:
-        _close_all(sockets)
-
-
-def resetting_client(
-    address: ConnectAddress,
-    data: bytes = b"partial",
-    *,
-    family: socket.AddressFamily | None = None,
-    timeout: float | None = 5.0,
-) -> PeerAddress:
-    """Connect, send ``data``, then close with ``SO_LINGER`` 0, which sends a TCP RST.
-
-    The server sees ``ECONNRESET`` on its next read or write (or, if it had not accepted the
-    connection yet, a reset connection from ``accept``) and must survive it. Returns the
-    client's local address, i.e. the peer address the server saw. Unix sockets have no RST: the
-    server sees an ordinary close there (``ECONNRESET`` only if it had unread data for us).
-
-    Example::
-
-        resetting_client(server.address, b"GET / HTTP/1.1\\r\\n")
-        with connect(server) as client: ...   # the server still serves
-    """
-    target, inferred = _resolve(address)
-    client = _connect(target, family or inferred, timeout)
-    try:
-        local: PeerAddress = client.getsockname()
-        if data:
-            client.sendall(data)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    finally:
-        client.close()
-    return local
 
 
 @dataclass(frozen=True)
@@ -251,13 +84,13 @@ class Trickler:
         timeout: float | None = 5.0,
     ) -> None:
         if count < 1:
-            raise ValueError(f"Trickler(count=...) must be >= 1, got {count}")
+            raise ConfigError.for_argument("Trickler", "count", count, ">= 1")
         if not payload:
-            raise ValueError("Trickler(payload=...) must not be empty")
+            raise ConfigError.for_argument("Trickler", "payload", payload, "non-empty bytes")
         if interval < 0:
-            raise ValueError(f"Trickler(interval=...) must be >= 0, got {interval}")
+            raise ConfigError.for_argument("Trickler", "interval", interval, ">= 0")
         if rounds is not None and rounds < 1:
-            raise ValueError(f"Trickler(rounds=...) must be >= 1, got {rounds}")
+            raise ConfigError.for_argument("Trickler", "rounds", rounds, ">= 1 or None")
         self.address = address
         self.count = count
         self.payload = payload
@@ -284,7 +117,7 @@ class Trickler:
     def start(self) -> Self:
         """Open the connections and start the thread; raise if a connection fails."""
         if self._thread is not None or self._stopping.is_set():
-            raise RuntimeError("a Trickler starts once")
+            raise StateError("a Trickler starts once")
         sockets = connect_many(self.address, self.count, family=self.family, timeout=self.timeout)
         thread = threading.Thread(target=self._run, name="typedserve-trickler", daemon=True)
         try:
@@ -498,33 +331,3 @@ def trickling_clients(
         timeout=timeout,
     ) as trickler:
         yield trickler
-
-
-def _resolve(
-    address: ConnectAddress,
-) -> tuple[str | bytes | tuple[object, ...], socket.AddressFamily]:
-    if isinstance(address, tuple):
-        host = _WILDCARDS.get(address[0], address[0])
-        family = socket.AF_INET6 if len(address) == 4 or ":" in host else socket.AF_INET
-        return (host, *address[1:]), family
-    if isinstance(address, bytes):
-        return address, socket.AF_UNIX
-    return os.fspath(address), socket.AF_UNIX
-
-
-def _connect(
-    target: str | bytes | tuple[object, ...], family: socket.AddressFamily, timeout: float | None
-) -> socket.socket:
-    client = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        client.settimeout(timeout)
-        client.connect(target)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
-def _close_all(sockets: Iterable[socket.socket]) -> None:
-    for sock in sockets:
-        sock.close()
