@@ -1,4 +1,4 @@
-"""A drop-in replacement for the stdlib :mod:`socketserver`, built on typedserve's core.
+"""A drop-in replacement for the stdlib :mod:`socketserver`.
 
 Use it as ``import typedserve.compat as socketserver``, or call :func:`install` before
 anything imports ``socketserver`` so that ``http.server``, ``xmlrpc.server``,
@@ -7,9 +7,16 @@ running interpreter's ``socketserver`` and calls every hook as the stdlib does; 
 ``DIFFERENCES.md`` for what is intentionally different and ``MIGRATION.md`` for moving to the
 typed API.
 
+Shared with typedserve's core, and nothing more: ``serve_forever`` and ``handle_request`` wait
+on :class:`typedserve._reactor.Reactor` (as the typed server's loop does) and ``shutdown``
+wakes it through a :class:`typedserve._lifecycle.StopSignal` (see ``_loop``); bind failures
+are :class:`typedserve.errors.BindError`; ``_SocketWriter`` is a subclass of
+:class:`typedserve.handlers.SocketWriter`. Everything else follows CPython's ``socketserver``.
+
 Type checkers read ``__init__.pyi`` next to this file; the implementation lives in the private
-modules ``_server`` (the base and socket servers), ``_mixins`` (the mix-ins and the classes
-that combine them), ``_handlers``, ``_errors`` and ``_install``.
+modules ``_server`` (the base and socket servers), ``_loop`` (their loops on the Reactor),
+``_mixins`` (the mix-ins and the classes that combine them), ``_handlers``, ``_errors`` and
+``_install``.
 """
 
 import os as os

@@ -1,29 +1,29 @@
 """The base and socket servers of :mod:`typedserve.compat`: the stdlib ``socketserver`` hooks.
 
 Every hook is called exactly when, as often as and with the arguments that CPython's
-``socketserver`` uses, so old subclasses keep working. What differs is underneath: the loop
-is woken at once by a :class:`typedserve._wakeup.Waker` when ``shutdown()`` is called (or
-``_BaseServer__shutdown_request`` is set), bind failures are :class:`typedserve.errors.BindError`
-naming the address (still the ``OSError`` subclass the stdlib would raise), finished request
-threads leave ``_threads`` as soon as they end, and default error reports also go to the
-``typedserve.compat`` logger. ``DIFFERENCES.md`` lists every intentional difference.
+``socketserver`` uses, so old subclasses keep working. ``serve_forever`` and
+``handle_request`` run on the core's :class:`~typedserve._reactor.Reactor` through
+:class:`~typedserve.compat._loop.HookLoop`, woken by the server's
+:class:`~typedserve._lifecycle.StopSignal` when ``shutdown()`` is called (or
+``_BaseServer__shutdown_request`` is set); bind failures are the core's
+:class:`typedserve.errors.BindError` naming the address (still the ``OSError`` subclass the
+stdlib would raise); default error reports also go to the ``typedserve.compat`` logger.
+``DIFFERENCES.md`` lists every intentional difference.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from typedserve._wakeup import Waker
+from typedserve._lifecycle import NEVER, StopSignal
 from typedserve.compat._errors import compat_bind_error
+from typedserve.compat._loop import HookLoop
 
 __all__ = [
     "BaseServer",
@@ -39,13 +39,6 @@ logger = logging.getLogger(_PUBLIC_MODULE)
 """Where default ``handle_error`` reports go, besides stderr (see DIFFERENCES.md)."""
 logger.addHandler(logging.NullHandler())
 logger.propagate = False
-
-
-def _server_selector() -> selectors.BaseSelector:
-    """A new selector from the *public* module's ``_ServerSelector``, so patching it works."""
-    module = sys.modules[_PUBLIC_MODULE]
-    factory: Callable[[], selectors.BaseSelector] = vars(module)["_ServerSelector"]
-    return factory()
 
 
 class BaseServer:
@@ -64,12 +57,14 @@ class BaseServer:
         """Store the address and the handler class. May be extended, do not override."""
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        self.__waker: Waker | None = None
+        self.__stop = StopSignal()
         self.__is_shut_down = threading.Event()
         self.__shutdown_request = False
 
     # ``_BaseServer__shutdown_request`` is a de-facto API: handlers and signal handlers set it
-    # to stop ``serve_forever``. As a property, setting it also wakes the loop at once.
+    # to stop ``serve_forever``. As a property, setting it also requests (or clears) the stop
+    # the loop's Reactor listens to, so a true value wakes the loop at once. Reading it
+    # returns what was set, and the loop reads it, as the stdlib's does.
     @property
     def __shutdown_request(self) -> Any:
         return self.__dict__.get("_BaseServer__shutdown_flag", False)
@@ -77,10 +72,13 @@ class BaseServer:
     @__shutdown_request.setter
     def __shutdown_request(self, value: Any) -> None:
         self.__dict__["_BaseServer__shutdown_flag"] = value
+        stop: StopSignal | None = self.__dict__.get("_BaseServer__stop")
+        if stop is None:  # set before BaseServer.__init__ ran
+            return
         if value:
-            waker: Waker | None = self.__dict__.get("_BaseServer__waker")
-            if waker is not None:
-                waker.wake()
+            stop.request()
+        else:
+            stop.clear()
 
     def server_activate(self) -> None:
         """Called by the constructor to activate the server. May be overridden."""
@@ -89,35 +87,23 @@ class BaseServer:
         """Handle one request at a time until :meth:`shutdown`.
 
         ``service_actions()`` runs after each wait, which lasts at most ``poll_interval``
-        seconds; ``self.timeout`` is ignored. ``shutdown()`` ends the wait at once.
+        seconds; ``self.timeout`` is ignored. The wait is the core's Reactor, so
+        ``shutdown()`` (or setting ``_BaseServer__shutdown_request``) ends it at once.
         """
         self.__is_shut_down.clear()
-        waker = Waker()
-        self.__waker = waker
         try:
-            with _server_selector() as selector:
-                selector.register(self, selectors.EVENT_READ)
-                selector.register(waker, selectors.EVENT_READ)
-                while not self.__shutdown_request:
-                    ready = selector.select(poll_interval)
-                    # bpo-35017: shutdown() called during select(), exit immediately.
-                    if self.__shutdown_request:
-                        break
-                    if any(key.fileobj is waker for key, _ in ready):
-                        waker.drain()
-                    if any(key.fileobj is not waker for key, _ in ready):
-                        self._handle_request_noblock()
-                    self.service_actions()
+            with HookLoop(self, self.__stop) as loop:
+                loop.serve_forever(poll_interval, lambda: self.__shutdown_request)
         finally:
-            self.__waker = None
-            waker.close()
             self.__shutdown_request = False
             self.__is_shut_down.set()
 
     def shutdown(self) -> None:
         """Stop the ``serve_forever`` loop and wait until it has finished.
 
-        Call it from another thread than the loop's, or it deadlocks.
+        The loop stops at once, not at its next poll. As in the stdlib, this waits for a
+        ``serve_forever`` call to end: call it from another thread than the loop's (or it
+        deadlocks), and only if ``serve_forever`` runs or will run.
         """
         self.__shutdown_request = True
         self.__is_shut_down.wait()
@@ -128,7 +114,8 @@ class BaseServer:
     def handle_request(self) -> None:
         """Handle one request, waiting at most ``self.timeout`` (or the socket's timeout).
 
-        Calls ``handle_timeout()`` (and returns what it returns) if none arrives in time.
+        Calls ``handle_timeout()`` (and returns what it returns) if none arrives in time. As
+        in the stdlib, a shutdown request does not interrupt it.
         """
         # Support people who used socket.settimeout() to escape handle_request before
         # self.timeout was available.
@@ -137,18 +124,8 @@ class BaseServer:
             timeout = self.timeout
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
-        deadline = None if timeout is None else monotonic() + timeout
-        # Wait until a request arrives or the timeout expires; the loop absorbs early
-        # wake-ups.
-        with _server_selector() as selector:
-            selector.register(self, selectors.EVENT_READ)
-            while True:
-                if selector.select(timeout):
-                    return self._handle_request_noblock()
-                if deadline is not None:
-                    timeout = deadline - monotonic()
-                    if timeout < 0:
-                        return self.handle_timeout()  # the hook's value, as in the stdlib
+        with HookLoop(self, NEVER) as loop:
+            return loop.handle_request(timeout)
 
     # What subclasses provide (as in the stdlib, BaseServer itself defines none of them):
     # TCPServer creates ``socket`` (a socket-less server calling handle_request() needs one).
