@@ -18,6 +18,8 @@ The wake-up is the core's too: the Reactor listens to a
 :class:`~typedserve._lifecycle.StopSignal`. ``serve_forever`` passes the server's own, which
 ``shutdown()`` and any assignment of a true value to ``_BaseServer__shutdown_request`` request
 (from any thread or a signal handler), so the wait ends at once instead of at the next poll.
+A signal landing just before ``poll()`` starts is the exception: Python runs its handler, and
+so the wake-up, only when that wait ends (as the stdlib always does).
 ``handle_request`` passes :data:`~typedserve._lifecycle.NEVER`: as in the stdlib, it does not
 listen for a shutdown.
 

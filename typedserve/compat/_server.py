@@ -88,7 +88,8 @@ class BaseServer:
 
         ``service_actions()`` runs after each wait, which lasts at most ``poll_interval``
         seconds; ``self.timeout`` is ignored. The wait is the core's Reactor, so
-        ``shutdown()`` (or setting ``_BaseServer__shutdown_request``) ends it at once.
+        ``shutdown()``, or setting ``_BaseServer__shutdown_request``, ends it at once (from a
+        signal handler, see ``DIFFERENCES.md``).
         """
         self.__is_shut_down.clear()
         try:
