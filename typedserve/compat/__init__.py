@@ -1,4 +1,4 @@
-"""A drop-in replacement for the stdlib :mod:`socketserver`, built on typedserve's core.
+"""A drop-in replacement for the stdlib :mod:`socketserver`.
 
 Use it as ``import typedserve.compat as socketserver``, or call :func:`install` before
 anything imports ``socketserver`` so that ``http.server``, ``xmlrpc.server``,
@@ -7,8 +7,16 @@ running interpreter's ``socketserver`` and calls every hook as the stdlib does; 
 ``DIFFERENCES.md`` for what is intentionally different and ``MIGRATION.md`` for moving to the
 typed API.
 
+Shared with typedserve's core, and nothing more: ``serve_forever`` and ``handle_request`` wait
+on :class:`typedserve._reactor.Reactor` (as the typed server's loop does) and ``shutdown``
+wakes it through a :class:`typedserve._lifecycle.StopSignal` (see ``_loop``); bind failures
+are :class:`typedserve.errors.BindError`; ``_SocketWriter`` is a subclass of
+:class:`typedserve.handlers.SocketWriter`. Everything else follows CPython's ``socketserver``.
+
 Type checkers read ``__init__.pyi`` next to this file; the implementation lives in the private
-modules ``_server``, ``_handlers``, ``_errors`` and ``_install``.
+modules ``_server`` (the base and socket servers), ``_loop`` (their loops on the Reactor),
+``_mixins`` (the mix-ins and the classes that combine them), ``_handlers``, ``_errors`` and
+``_install``.
 """
 
 import os as os
@@ -23,14 +31,14 @@ from typedserve.compat._handlers import StreamRequestHandler as StreamRequestHan
 from typedserve.compat._handlers import _SocketWriter as _SocketWriter
 from typedserve.compat._install import install as install
 from typedserve.compat._install import uninstall as uninstall
+from typedserve.compat._mixins import ThreadingMixIn as ThreadingMixIn
+from typedserve.compat._mixins import ThreadingTCPServer as ThreadingTCPServer
+from typedserve.compat._mixins import ThreadingUDPServer as ThreadingUDPServer
+from typedserve.compat._mixins import _NoThreads as _NoThreads
+from typedserve.compat._mixins import _Threads as _Threads
 from typedserve.compat._server import BaseServer as BaseServer
 from typedserve.compat._server import TCPServer as TCPServer
-from typedserve.compat._server import ThreadingMixIn as ThreadingMixIn
-from typedserve.compat._server import ThreadingTCPServer as ThreadingTCPServer
-from typedserve.compat._server import ThreadingUDPServer as ThreadingUDPServer
 from typedserve.compat._server import UDPServer as UDPServer
-from typedserve.compat._server import _NoThreads as _NoThreads
-from typedserve.compat._server import _Threads as _Threads
 
 __version__ = "0.4"
 
@@ -47,14 +55,14 @@ __all__ = [  # noqa: RUF022
     "ThreadingMixIn",
 ]
 if hasattr(os, "fork"):
-    from typedserve.compat._server import ForkingMixIn as ForkingMixIn
-    from typedserve.compat._server import ForkingTCPServer as ForkingTCPServer
-    from typedserve.compat._server import ForkingUDPServer as ForkingUDPServer
+    from typedserve.compat._mixins import ForkingMixIn as ForkingMixIn
+    from typedserve.compat._mixins import ForkingTCPServer as ForkingTCPServer
+    from typedserve.compat._mixins import ForkingUDPServer as ForkingUDPServer
 
     __all__.extend(["ForkingUDPServer", "ForkingTCPServer", "ForkingMixIn"])  # noqa: RUF022
 if hasattr(socket, "AF_UNIX"):
-    from typedserve.compat._server import ThreadingUnixDatagramServer as ThreadingUnixDatagramServer
-    from typedserve.compat._server import ThreadingUnixStreamServer as ThreadingUnixStreamServer
+    from typedserve.compat._mixins import ThreadingUnixDatagramServer as ThreadingUnixDatagramServer
+    from typedserve.compat._mixins import ThreadingUnixStreamServer as ThreadingUnixStreamServer
     from typedserve.compat._server import UnixDatagramServer as UnixDatagramServer
     from typedserve.compat._server import UnixStreamServer as UnixStreamServer
 
@@ -62,8 +70,8 @@ if hasattr(socket, "AF_UNIX"):
     __all__.extend([*_unix, "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer"])
     del _unix
     if hasattr(os, "fork") and sys.version_info >= (3, 12):
-        from typedserve.compat._server import ForkingUnixDatagramServer as ForkingUnixDatagramServer
-        from typedserve.compat._server import ForkingUnixStreamServer as ForkingUnixStreamServer
+        from typedserve.compat._mixins import ForkingUnixDatagramServer as ForkingUnixDatagramServer
+        from typedserve.compat._mixins import ForkingUnixStreamServer as ForkingUnixStreamServer
 
         __all__.extend(["ForkingUnixStreamServer", "ForkingUnixDatagramServer"])  # noqa: RUF022
 

@@ -1,49 +1,36 @@
-"""The server classes of :mod:`typedserve.compat`: the stdlib ``socketserver`` hook contract.
+"""The base and socket servers of :mod:`typedserve.compat`: the stdlib ``socketserver`` hooks.
 
 Every hook is called exactly when, as often as and with the arguments that CPython's
-``socketserver`` uses, so old subclasses keep working. What differs is underneath: the loop
-is woken at once by a :class:`typedserve._wakeup.Waker` when ``shutdown()`` is called (or
-``_BaseServer__shutdown_request`` is set), bind failures are :class:`typedserve.errors.BindError`
-naming the address (still the ``OSError`` subclass the stdlib would raise), finished request
-threads leave ``_threads`` as soon as they end, and default error reports also go to the
-``typedserve.compat`` logger. ``DIFFERENCES.md`` lists every intentional difference.
+``socketserver`` uses, so old subclasses keep working. ``serve_forever`` and
+``handle_request`` run on the core's :class:`~typedserve._reactor.Reactor` through
+:class:`~typedserve.compat._loop.HookLoop`, woken by the server's
+:class:`~typedserve._lifecycle.StopSignal` when ``shutdown()`` is called (or
+``_BaseServer__shutdown_request`` is set); bind failures are the core's
+:class:`typedserve.errors.BindError` naming the address (still the ``OSError`` subclass the
+stdlib would raise); default error reports also go to the ``typedserve.compat`` logger.
+``DIFFERENCES.md`` lists every intentional difference.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import selectors
 import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from typedserve._wakeup import Waker
+from typedserve._lifecycle import NEVER, StopSignal
 from typedserve.compat._errors import compat_bind_error
+from typedserve.compat._loop import HookLoop
 
 __all__ = [
     "BaseServer",
-    "ForkingMixIn",
-    "ForkingTCPServer",
-    "ForkingUDPServer",
-    "ForkingUnixDatagramServer",
-    "ForkingUnixStreamServer",
     "TCPServer",
-    "ThreadingMixIn",
-    "ThreadingTCPServer",
-    "ThreadingUDPServer",
-    "ThreadingUnixDatagramServer",
-    "ThreadingUnixStreamServer",
     "UDPServer",
     "UnixDatagramServer",
     "UnixStreamServer",
-    "_NoThreads",
-    "_Threads",
 ]
 
 _PUBLIC_MODULE = "typedserve.compat"
@@ -52,13 +39,6 @@ logger = logging.getLogger(_PUBLIC_MODULE)
 """Where default ``handle_error`` reports go, besides stderr (see DIFFERENCES.md)."""
 logger.addHandler(logging.NullHandler())
 logger.propagate = False
-
-
-def _server_selector() -> selectors.BaseSelector:
-    """A new selector from the *public* module's ``_ServerSelector``, so patching it works."""
-    module = sys.modules[_PUBLIC_MODULE]
-    factory: Callable[[], selectors.BaseSelector] = vars(module)["_ServerSelector"]
-    return factory()
 
 
 class BaseServer:
@@ -80,12 +60,14 @@ class BaseServer:
         """Store the address and the handler class. May be extended, do not override."""
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        self.__waker: Waker | None = None
+        self.__stop = StopSignal()
         self.__is_shut_down = threading.Event()
         self.__shutdown_request = False
 
     # ``_BaseServer__shutdown_request`` is a de-facto API: handlers and signal handlers set it
-    # to stop ``serve_forever``. As a property, setting it also wakes the loop at once.
+    # to stop ``serve_forever``. As a property, setting it also requests (or clears) the stop
+    # the loop's Reactor listens to, so a true value wakes the loop at once. Reading it
+    # returns what was set, and the loop reads it, as the stdlib's does.
     @property
     def __shutdown_request(self) -> Any:
         return self.__dict__.get("_BaseServer__shutdown_flag", False)
@@ -93,10 +75,13 @@ class BaseServer:
     @__shutdown_request.setter
     def __shutdown_request(self, value: Any) -> None:
         self.__dict__["_BaseServer__shutdown_flag"] = value
+        stop: StopSignal | None = self.__dict__.get("_BaseServer__stop")
+        if stop is None:  # set before BaseServer.__init__ ran
+            return
         if value:
-            waker: Waker | None = self.__dict__.get("_BaseServer__waker")
-            if waker is not None:
-                waker.wake()
+            stop.request()
+        else:
+            stop.clear()
 
     def server_activate(self) -> None:
         """Called by the constructor to activate the server. May be overridden."""
@@ -105,35 +90,24 @@ class BaseServer:
         """Handle one request at a time until :meth:`shutdown`.
 
         ``service_actions()`` runs after each wait, which lasts at most ``poll_interval``
-        seconds; ``self.timeout`` is ignored. ``shutdown()`` ends the wait at once.
+        seconds; ``self.timeout`` is ignored. The wait is the core's Reactor, so
+        ``shutdown()``, or setting ``_BaseServer__shutdown_request``, ends it at once (from a
+        signal handler, see ``DIFFERENCES.md``).
         """
         self.__is_shut_down.clear()
-        waker = Waker()
-        self.__waker = waker
         try:
-            with _server_selector() as selector:
-                selector.register(self, selectors.EVENT_READ)
-                selector.register(waker, selectors.EVENT_READ)
-                while not self.__shutdown_request:
-                    ready = selector.select(poll_interval)
-                    # bpo-35017: shutdown() called during select(), exit immediately.
-                    if self.__shutdown_request:
-                        break
-                    if any(key.fileobj is waker for key, _ in ready):
-                        waker.drain()
-                    if any(key.fileobj is not waker for key, _ in ready):
-                        self._handle_request_noblock()
-                    self.service_actions()
+            with HookLoop(self, self.__stop) as loop:
+                loop.serve_forever(poll_interval, lambda: self.__shutdown_request)
         finally:
-            self.__waker = None
-            waker.close()
             self.__shutdown_request = False
             self.__is_shut_down.set()
 
     def shutdown(self) -> None:
         """Stop the ``serve_forever`` loop and wait until it has finished.
 
-        Call it from another thread than the loop's, or it deadlocks.
+        The loop stops at once, not at its next poll. As in the stdlib, this waits for a
+        ``serve_forever`` call to end: call it from another thread than the loop's (or it
+        deadlocks), and only if ``serve_forever`` runs or will run.
         """
         self.__shutdown_request = True
         self.__is_shut_down.wait()
@@ -144,7 +118,8 @@ class BaseServer:
     def handle_request(self) -> None:
         """Handle one request, waiting at most ``self.timeout`` (or the socket's timeout).
 
-        Calls ``handle_timeout()`` (and returns what it returns) if none arrives in time.
+        Calls ``handle_timeout()`` (and returns what it returns) if none arrives in time. As
+        in the stdlib, a shutdown request does not interrupt it.
         """
         # Support people who used socket.settimeout() to escape handle_request before
         # self.timeout was available.
@@ -153,18 +128,8 @@ class BaseServer:
             timeout = self.timeout
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
-        deadline = None if timeout is None else monotonic() + timeout
-        # Wait until a request arrives or the timeout expires; the loop absorbs early
-        # wake-ups.
-        with _server_selector() as selector:
-            selector.register(self, selectors.EVENT_READ)
-            while True:
-                if selector.select(timeout):
-                    return self._handle_request_noblock()
-                if deadline is not None:
-                    timeout = deadline - monotonic()
-                    if timeout < 0:
-                        return self.handle_timeout()  # the hook's value, as in the stdlib
+        with HookLoop(self, NEVER) as loop:
+            return loop.handle_request(timeout)
 
     # What subclasses provide (as in the stdlib, BaseServer itself defines none of them):
     # ``fileno`` and ``get_request``, and ``socket`` (declared at the top of the class).
@@ -348,210 +313,6 @@ class UDPServer(TCPServer):
         """Nothing to close: the socket is the server's."""
 
 
-class ForkingMixIn:
-    """Mix-in that handles each request in a child process (list it before the server class).
-
-    ``active_children`` is ``None`` until the first fork, then the set of child pids not yet
-    reaped; at most ``max_children`` run at once; ``server_close`` waits for them when
-    ``block_on_close`` is true.
-    """
-
-    timeout: float | None = 300
-    active_children: set[int] | None = None
-    max_children: int = 40
-    # If true, server_close() waits until all child processes complete.
-    block_on_close: bool = True
-
-    def collect_children(self, *, blocking: bool = False) -> None:
-        """Reap children that have exited (all of them, waiting, if ``blocking``)."""
-        children = self.active_children
-        if children is None:
-            return
-        # Above max_children, wait for any child (waitpid(-1) reaps in one call per child,
-        # but may reap children this server did not spawn, so only here).
-        while len(children) >= self.max_children:
-            try:
-                pid, _ = os.waitpid(-1, 0)
-                children.discard(pid)
-            except ChildProcessError:
-                children.clear()  # no children at all
-            except OSError:
-                break
-        flags = 0 if blocking else os.WNOHANG
-        for pid in children.copy():
-            try:
-                reaped, _ = os.waitpid(pid, flags)
-                children.discard(reaped)  # 0 (still running) is never a member
-            except ChildProcessError:
-                children.discard(pid)  # someone else reaped it
-            except OSError:
-                pass
-
-    def handle_timeout(self) -> None:
-        """Reap exited children after ``timeout`` seconds without a request."""
-        self.collect_children()
-
-    def service_actions(self) -> None:
-        """Reap exited children on every turn of the ``serve_forever`` loop."""
-        self.collect_children()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Fork; the child finishes the request and exits, the parent closes its copy."""
-        server: Any = self
-        pid = os.fork()
-        if pid:
-            if self.active_children is None:
-                self.active_children = set()
-            self.active_children.add(pid)
-            server.close_request(request)
-            return
-        # Child process: this must never return, hence os._exit().
-        status = 1
-        try:
-            server.finish_request(request, client_address)
-            status = 0
-        except Exception:
-            server.handle_error(request, client_address)
-        finally:
-            try:
-                server.shutdown_request(request)
-            finally:
-                os._exit(status)
-
-    def server_close(self) -> None:
-        """Close the server, then reap children (waiting for them if ``block_on_close``)."""
-        super().server_close()  # type: ignore[misc]  # a mix-in: the next class is a server
-        self.collect_children(blocking=self.block_on_close)
-
-
-class _Threads(list[threading.Thread]):
-    """The joinable list of a threading server's non-daemon request threads.
-
-    Threads leave it as soon as they finish (and, as in the stdlib, dead ones are reaped
-    whenever one is added), so it never accumulates.
-    """
-
-    def __init__(self, iterable: Iterable[threading.Thread] = (), /) -> None:
-        super().__init__(iterable)
-        self._lock = threading.Lock()
-
-    def append(self, thread: threading.Thread) -> None:
-        """Reap finished threads, then track ``thread`` unless it is a daemon."""
-        self.reap()
-        if thread.daemon:
-            return
-        with self._lock:
-            super().append(thread)
-
-    def pop_all(self) -> list[threading.Thread]:
-        """Remove and return every tracked thread."""
-        with self._lock:
-            self[:], result = [], self[:]
-        return result
-
-    def join(self) -> None:
-        """Wait for every tracked thread."""
-        for thread in self.pop_all():
-            thread.join()
-
-    def reap(self) -> None:
-        """Drop the threads that have finished."""
-        with self._lock:
-            self[:] = (thread for thread in self if thread.is_alive())
-
-    def discard(self, thread: threading.Thread) -> None:
-        """Forget ``thread`` (a request thread calls this as it ends)."""
-        with self._lock:
-            if thread in self:
-                self.remove(thread)
-
-
-class _NoThreads:
-    """The degenerate ``_Threads`` of a server that does not wait for its threads."""
-
-    def append(self, thread: threading.Thread) -> None:
-        """Track nothing."""
-
-    def join(self) -> None:
-        """Wait for nothing."""
-
-
-class _RequestThread(threading.Thread):
-    """A request thread that removes itself from its server's ``_threads`` when it ends."""
-
-    def __init__(self, threads: Callable[[], object], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._owner_threads = threads
-
-    def run(self) -> None:
-        """Run the target, then leave the server's ``_threads``."""
-        try:
-            super().run()
-        finally:
-            threads = self._owner_threads()
-            if isinstance(threads, _Threads):
-                threads.discard(self)
-
-
-class ThreadingMixIn:
-    """Mix-in that handles each request in a new thread (list it before the server class).
-
-    ``daemon_threads`` makes the threads daemons; with ``block_on_close`` (the default)
-    ``server_close`` joins the non-daemon threads still running, tracked in ``_threads``.
-    """
-
-    # Decides how threads will act upon termination of the main process.
-    daemon_threads: bool = False
-    # If true, server_close() waits until all non-daemonic threads terminate.
-    block_on_close: bool = True
-    # Used by server_close() to wait for every request thread.
-    _threads: _Threads | _NoThreads = _NoThreads()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Finish the request in the thread; errors go to ``handle_error``; then shut it down."""
-        server: Any = self
-        try:
-            server.finish_request(request, client_address)
-        except Exception:
-            server.handle_error(request, client_address)
-        finally:
-            server.shutdown_request(request)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a new thread to process the request."""
-        if self.block_on_close:
-            vars(self).setdefault("_threads", _Threads())
-        thread = _RequestThread(
-            lambda: self._threads,
-            target=self.process_request_thread,
-            args=(request, client_address),
-        )
-        thread.daemon = self.daemon_threads
-        self._threads.append(thread)
-        thread.start()
-
-    def server_close(self) -> None:
-        """Close the server, then join the request threads still running."""
-        super().server_close()  # type: ignore[misc]  # a mix-in: the next class is a server
-        self._threads.join()
-
-
-class ForkingUDPServer(ForkingMixIn, UDPServer):
-    """``ForkingMixIn`` + ``UDPServer``."""
-
-
-class ForkingTCPServer(ForkingMixIn, TCPServer):
-    """``ForkingMixIn`` + ``TCPServer``."""
-
-
-class ThreadingUDPServer(ThreadingMixIn, UDPServer):
-    """``ThreadingMixIn`` + ``UDPServer``."""
-
-
-class ThreadingTCPServer(ThreadingMixIn, TCPServer):
-    """``ThreadingMixIn`` + ``TCPServer``."""
-
-
 class UnixStreamServer(TCPServer):
     """A synchronous server on a Unix stream socket."""
 
@@ -564,42 +325,8 @@ class UnixDatagramServer(UDPServer):
     address_family: int = socket.AF_UNIX
 
 
-class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer):
-    """``ThreadingMixIn`` + ``UnixStreamServer``."""
-
-
-class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer):
-    """``ThreadingMixIn`` + ``UnixDatagramServer``."""
-
-
-class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer):
-    """``ForkingMixIn`` + ``UnixStreamServer`` (exported on Python 3.12 and later)."""
-
-
-class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer):
-    """``ForkingMixIn`` + ``UnixDatagramServer`` (exported on Python 3.12 and later)."""
-
-
 # The classes present themselves as members of the public module, as the stdlib's do of
 # ``socketserver`` (reprs, pickles by reference and stubtest all use the public path).
-for _cls in (
-    BaseServer,
-    TCPServer,
-    UDPServer,
-    ForkingMixIn,
-    _Threads,
-    _NoThreads,
-    ThreadingMixIn,
-    ForkingUDPServer,
-    ForkingTCPServer,
-    ThreadingUDPServer,
-    ThreadingTCPServer,
-    UnixStreamServer,
-    UnixDatagramServer,
-    ThreadingUnixStreamServer,
-    ThreadingUnixDatagramServer,
-    ForkingUnixStreamServer,
-    ForkingUnixDatagramServer,
-):
+for _cls in (BaseServer, TCPServer, UDPServer, UnixStreamServer, UnixDatagramServer):
     _cls.__module__ = _PUBLIC_MODULE
 del _cls
