@@ -103,6 +103,20 @@ def test_prefork_replaces_a_killed_worker_and_loses_only_its_requests(
     assert server.stats().errors == 1  # the lost request, counted by the supervisor
 
 
+def test_prefork_replaces_as_many_dead_workers_as_max_restarts_allows(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=1, threads_per_worker=1, max_restarts=3, restart_window=3600)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        for _ in range(3):  # each replacement counts once against the limit
+            (victim,) = prefork.pids
+            os.kill(victim, signal.SIGKILL)
+            assert prefork.wait_ready(WAIT, replacing=[victim])
+        assert ask(server, b"echo:still") == b"still"
+
+
 def test_a_worker_forked_while_a_client_is_open_does_not_keep_that_connection_open(
     leak_check: None, gate: Gate
 ) -> None:

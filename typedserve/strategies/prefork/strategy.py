@@ -35,7 +35,9 @@ class Prefork(Strategy):
     can start and leaves the rest of the shared backlog to its siblings, and its loop thread
     stays free to hear a stop or a rolling restart while handlers run. As with
     ``ForkPerRequest``, state changed in a worker never reaches the supervisor or the other
-    workers. See :mod:`typedserve.strategies.prefork` for supervision and stopping, and
+    workers. A worker that dies is replaced, at most ``max_restarts`` times within any
+    ``restart_window`` seconds (later ones wait; ``max_restarts=0``: never replaced). See
+    :mod:`typedserve.strategies.prefork` for supervision and stopping, and
     :mod:`typedserve.strategies.prefork.worker` for what a worker keeps of the supervisor's
     process.
     """
@@ -52,6 +54,11 @@ class Prefork(Strategy):
             raise ValueError(
                 f"Prefork needs workers >= 1 and threads_per_worker >= 1, "
                 f"got {workers} and {threads_per_worker}"
+            )
+        if max_restarts < 0 or restart_window < 0:
+            raise ValueError(
+                f"Prefork needs max_restarts >= 0 and restart_window >= 0, "
+                f"got {max_restarts} and {restart_window}"
             )
         self.workers = workers
         self.threads_per_worker = threads_per_worker

@@ -10,7 +10,6 @@ loop thread notifies.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -36,6 +35,7 @@ from typedserve.strategies.prefork.messages import (
     decode_wakeups,
 )
 from typedserve.strategies.prefork.processes import WorkerProcess
+from typedserve.strategies.prefork.restarts import RestartLimit
 from typedserve.strategies.prefork.worker import RELEASE_WAIT, WorkerStart
 
 __all__ = ["Supervisor"]
@@ -64,14 +64,12 @@ class Supervisor:
         start_worker: Callable[[WorkerStart], NoReturn],
     ) -> None:
         self.workers = workers
-        self.max_restarts = max_restarts
-        self.restart_window = restart_window
         self._start_worker = start_worker
         self._host: ServerHost[Any] | None = None
         self._live: dict[int, WorkerProcess] = {}  # pidfd -> worker
         self._free_slots = list(range(2 * workers, 0, -1))
-        self._restarts: collections.deque[float] = collections.deque()
-        self._owed = 0  # replacements delayed by the restart-rate limit
+        self._restarts = RestartLimit(max_restarts, restart_window)
+        self._owed = 0  # dead workers not yet replaced (the restart-rate limit delays them)
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
         self._stop_grace: float | None = None
@@ -164,7 +162,9 @@ class Supervisor:
                     self._on_status(worker)
                 else:
                     self._on_exit(worker)
-        if self._owed and not self._stop_sent and self._next_restart_delay() == 0:
+        now = time.monotonic()
+        if self._owed and not self._stop_sent and self._restarts.delay(now) == 0:
+            self._restarts.record(now)
             self._owed -= 1
             self._spawn()
 
@@ -268,16 +268,8 @@ class Supervisor:
         self._notify()
 
     def _next_restart_delay(self) -> float | None:
-        """Seconds until the next owed replacement may start (``None``: none owed)."""
-        if not self._owed:
-            return None
-        now = time.monotonic()
-        while self._restarts and now - self._restarts[0] >= self.restart_window:
-            self._restarts.popleft()
-        if len(self._restarts) < self.max_restarts:
-            self._restarts.append(now)
-            return 0
-        return self._restarts[0] + self.restart_window - now
+        """Seconds until the next owed replacement may start (``None``: none owed, or never)."""
+        return self._restarts.delay(time.monotonic()) if self._owed else None
 
     def _send_stop(self) -> None:
         self._stop_sent = True
