@@ -171,6 +171,29 @@ def test_prefork_rolling_restart_replaces_every_worker_without_refusing_clients(
         assert ask(server, b"echo:new") == b"new"
 
 
+def test_prefork_with_reuse_port_serves_from_replacements_and_a_rolling_restart(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=2)
+    server = Server(
+        config=ServerConfig(address=InetAddress(), reuse_port=True),
+        transport=TCPTransport(),
+        handler=CommandStream,
+        strategy=prefork,
+        state={"gate": gate.address},
+    )
+    with serve_in_thread(server):
+        port = server.address[1]  # each worker binds its own socket to it
+        assert ask(port, b"echo:first") == b"first"
+        victim = prefork.pids[0]
+        os.kill(victim, signal.SIGKILL)  # the supervisor's own socket is gone by now
+        assert prefork.wait_ready(WAIT, replacing=[victim])
+        old = prefork.pids
+        prefork.restart_workers()
+        assert prefork.wait_ready(WAIT, replacing=old)
+        assert [ask(port, b"echo:%d" % n) for n in range(20)] == [b"%d" % n for n in range(20)]
+
+
 def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
     app = subprocess.Popen(
         [sys.executable, "-m", "tests.strategies.prefork_app", str(gate.address[1])],

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from typedserve.drain import DrainReport
-from typedserve.strategies._forked import describe_status, flush_stdio
+from typedserve.strategies._forked import FdBaseline, describe_status, flush_stdio
 from typedserve.strategies.base import ServerHost
 from typedserve.strategies.prefork.messages import (
     Malformed,
@@ -72,6 +72,7 @@ class Supervisor:
         self._owed = 0  # dead workers not yet replaced (the restart-rate limit delays them)
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
+        self._baseline = FdBaseline()
         self._stop_grace: float | None = None
         self._stop_sent = False
         self._changed = threading.Condition()
@@ -113,6 +114,9 @@ class Supervisor:
     def run(self, host: ServerHost[Any]) -> None:
         """Supervise workers until the server is asked to stop; then tell them to drain."""
         self._host = host
+        # What a worker may keep of this process (see .worker): what is open as supervision
+        # begins, before the first fork.
+        self._baseline = FdBaseline.take()
         if self._selector is None:  # kept across runs: workers still draining are in it
             self._selector = selectors.DefaultSelector()
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -194,7 +198,7 @@ class Supervisor:
             os.close(status_r)
             os.close(control_w)
             self._forget_in_child()
-            self._start_worker(WorkerStart(host, slot, control_r, status_w))
+            self._start_worker(WorkerStart(host, slot, control_r, status_w, self._baseline))
         os.close(status_w)
         os.close(control_r)
         os.set_blocking(status_r, False)

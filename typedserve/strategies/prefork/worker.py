@@ -8,8 +8,32 @@ control pipe reaches EOF: the supervisor died), drains, sends its
 :class:`~.messages.Report` and exits. It never returns into the caller's code: whatever happens,
 it leaves with ``os._exit`` (status 0, or 70 if anything raised, logged first).
 
-A new worker closes its copies of clients of this server living in the supervisor's process
-(see :mod:`typedserve.strategies._forked`).
+**What a worker keeps of the supervisor's process.** ``fork`` copies every fd, including
+those other threads of the supervisor's process hold for a moment: a thread inside
+``subprocess.run`` holds the write end of its exec-status pipe, and the run waits for EOF on
+it, which never comes while a worker holds a copy (a test doing ``serve_in_thread`` then
+``subprocess.run(["curl", ...])`` would hang until the server stops). So, right after the
+fork, a worker releases every fd it did not get on purpose. It keeps:
+
+- stdio (0, 1, 2, and the fds of ``sys.stdin``/``stdout``/``stderr``);
+- the listening socket, and the read end of its control pipe and write end of its status pipe
+  (the supervisor's other fds, its pidfds and its pipes to the other workers, are closed);
+- the files and sockets of ``logging`` handlers;
+- every fd marked inheritable (``os.set_inheritable(fd, True)``: how an application says a
+  child gets this fd);
+- every other fd that was already open when supervision began (``serve_forever`` called
+  ``Prefork.run``), except pipes: the application's own state made before serving, such as
+  a data file or a metrics socket. (The server's loop fds are among them; the worker
+  replaces them next.) A socket or file another thread happened to hold at that moment
+  cannot be told from the application's and is kept too; a pipe never is.
+
+Everything else is released, whenever the fork happens (first workers, replacements, a
+rolling restart): pipes it was not given (they are how other threads wait for a child to exec
+or exit) and whatever any thread opened after supervision began. A released fd is pointed
+at ``/dev/null`` rather than closed, so its number is never reused under an object that still
+holds it. Then a new worker closes its copies of clients of this server living in the
+supervisor's process (see :mod:`typedserve.strategies._forked`), opened before supervision
+began.
 """
 
 from __future__ import annotations
@@ -22,7 +46,13 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from typedserve.config import InetAddress
-from typedserve.strategies._forked import close_inherited_clients, flush_stdio
+from typedserve.errors import ServerClosedError
+from typedserve.strategies._forked import (
+    FdBaseline,
+    close_inherited_clients,
+    flush_stdio,
+    release_inherited_fds,
+)
 from typedserve.strategies.base import ListenerOnDrain, ServerHost, Strategy
 from typedserve.strategies.prefork.messages import (
     Decoder,
@@ -54,6 +84,7 @@ class WorkerStart:
     slot: int  # its row of the shared counters
     control: int  # read end of its control pipe
     status: int  # write end of its status pipe
+    baseline: FdBaseline  # the supervisor's fds when supervision began
 
 
 class Worker:
@@ -65,6 +96,7 @@ class Worker:
         self.control = start.control
         self.status = start.status
         self.inner = inner
+        self.baseline = start.baseline
         self._retiring = False
         self._decoder = Decoder()
 
@@ -91,6 +123,7 @@ class Worker:
 
     def _settle_in(self) -> None:
         host = self.host
+        release_inherited_fds(self.baseline, keep={self._listener(), self.control, self.status})
         host.renew_loop()
         grace = host.config.shutdown.grace
         signal.signal(signal.SIGTERM, lambda signum, frame: host.request_stop(grace))
@@ -104,6 +137,13 @@ class Worker:
             host.rebind(host.config.with_overrides({"address.port": port}))
         close_inherited_clients(host.transport.address)
         host.watch(self.control, self._on_control)
+
+    def _listener(self) -> int:
+        """The listening socket's fd (-1 if the supervisor released it: ``reuse_port``)."""
+        try:
+            return self.host.transport.fileno()
+        except ServerClosedError:
+            return -1
 
     def _listener_on_drain(self) -> ListenerOnDrain:
         if not self._retiring:
