@@ -4,7 +4,10 @@ public controls; the supervising and the serving are in :mod:`.supervisor` and :
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 from typedserve.config import InetAddress
@@ -130,9 +133,31 @@ class Prefork(Strategy):
     # -- the loop-owning hooks ----------------------------------------------------------------
 
     def run(self, host: ServerHost[Any]) -> None:
-        """Supervise workers until the server is asked to stop; then tell them to drain."""
+        """Supervise workers until the server is asked to stop; then tell them to drain.
+
+        On the main thread, SIGTERM and SIGINT ask for a graceful stop and SIGHUP for a
+        rolling restart until this returns (the previous handlers are then restored).
+        """
         self._host = host
-        self._supervisor.run(host)
+        previous = self._install_signals(host)
+        try:
+            self._supervisor.run(host)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _install_signals(self, host: ServerHost[Any]) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            host.request_stop()
+
+        def hup(signum: int, frame: FrameType | None) -> None:
+            self._supervisor.restart()
+
+        handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hup}
+        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
 
     def drain(self, host: ServerHost[Any], grace: float) -> DrainReport:
         """Tell every worker to drain within ``grace``; wait for them; sum their reports."""

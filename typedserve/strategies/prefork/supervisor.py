@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from types import FrameType
 from typing import Any, NoReturn
 
 from typedserve.drain import DrainReport
@@ -122,33 +121,15 @@ class Supervisor:
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._stop_sent = False
-        previous = self._install_signals(host)
         if not self._hooked:
             self._hooked = True
             host.on_stop(lambda: self._poke(Wakeup.STOP))
-        try:
-            for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
-                self._spawn()
-            while not host.stopping:
-                self._supervise_once(self._next_restart_delay())
-            self._stop_grace = host.grace
-            self._send_stop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _install_signals(self, host: ServerHost[Any]) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            host.request_stop()
-
-        def hup(signum: int, frame: FrameType | None) -> None:
-            self._poke(Wakeup.RESTART)
-
-        handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hup}
-        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
+            self._spawn()
+        while not host.stopping:
+            self._supervise_once(self._next_restart_delay())
+        self._stop_grace = host.grace
+        self._send_stop()
 
     def _poke(self, wakeup: Wakeup) -> None:
         with contextlib.suppress(OSError):  # full: a wake-up is pending; closed: nobody waits
