@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -228,6 +229,39 @@ def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
     for pid in pids:  # every worker was reaped by the supervisor before it exited
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_workers_finish_their_requests_and_exit_when_the_supervisor_is_killed(gate: Gate) -> None:
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tests.strategies.prefork_app", str(gate.address[1])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    pidfds: list[int] = []
+    try:
+        assert app.stdout is not None
+        port = int(app.stdout.readline().split()[1])
+        clients, pids = hold(port, gate, 2)
+        pidfds = [os.pidfd_open(pid) for pid in set(pids)]
+        app.kill()  # no drain order: its workers see their control pipes reach EOF
+        app.wait(WAIT)
+        gate.release()
+        assert [send_and_read(client, b"") for client in clients] == [b"done", b"done"]
+        for client in clients:
+            client.close()
+        for pidfd in pidfds:  # readable once the worker has exited
+            readable, _, _ = select.select([pidfd], [], [], WAIT)
+            assert readable, "a worker outlived its supervisor"
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+        with contextlib.suppress(ProcessLookupError):
+            app.kill()
+        app.wait(WAIT)
+        assert app.stdout is not None
+        app.stdout.close()
 
 
 # -- ForkPerRequest --------------------------------------------------------------------------

@@ -43,6 +43,7 @@ logger = logging.getLogger("typedserve.server")
 
 _EXIT_MARGIN = 1.0 + RELEASE_WAIT  # how long past the grace the supervisor waits for workers
 _WAKE = "wake"
+_EX_SOFTWARE = 70
 _READ = 4096
 
 
@@ -176,10 +177,8 @@ class Supervisor:
         flush_stdio()
         pid = os.fork()
         if pid == 0:
-            os.close(status_r)
-            os.close(control_w)
-            self._forget_in_child()
-            self._start_worker(WorkerStart(host, slot, control_r, status_w, self._baseline))
+            start = WorkerStart(host, slot, control_r, status_w, self._baseline)
+            self._in_child(start, ours=(status_r, control_w))
         os.close(status_w)
         os.close(control_r)
         os.set_blocking(status_r, False)
@@ -190,9 +189,23 @@ class Supervisor:
         worker.watch(selector)
         self._notify()
 
+    def _in_child(self, start: WorkerStart, ours: tuple[int, int]) -> NoReturn:
+        """In a new worker: forget the supervisor's fds (``ours``: its ends of this worker's
+        pipes), then become the worker. Whatever happens, never return into the supervisor's
+        code (the process would become a second supervisor)."""
+        try:
+            for fd in ours:
+                os.close(fd)
+            self._forget_in_child()
+            self._start_worker(start)
+        except BaseException:
+            logger.exception("worker %d failed to start", os.getpid())
+        finally:
+            os._exit(_EX_SOFTWARE)
+
     def _forget_in_child(self) -> None:
-        """In a new worker: the supervisor's fds are not its own; keeping them would hold its
-        siblings' pipes open."""
+        """The supervisor's fds are not a worker's: keeping them would hold its siblings' pipes
+        open (its own pipes' other ends too)."""
         for worker in self._live.values():
             worker.close_in_child()
         self._live = {}
