@@ -15,7 +15,11 @@ from typing import TypeAlias
 
 from typedserve.requests import RequestT
 
-__all__ = ["BusyPolicy", "DrainReport", "log_report"]
+__all__ = ["RELEASE_WAIT", "BusyPolicy", "DrainReport", "log_report"]
+
+RELEASE_WAIT = 2.0
+"""After a drain: how long closing waits for the threads (or worker processes) of requests that
+were cut to end before it goes on without them."""
 
 logger = logging.getLogger("typedserve.server")
 

@@ -19,7 +19,7 @@ from typedserve._serving import Serving
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext, StateT
 from typedserve.counters import Counters
-from typedserve.drain import DrainReport, log_report
+from typedserve.drain import RELEASE_WAIT, DrainReport, log_report
 from typedserve.errors import ServerClosedError, StrategyMismatchError
 from typedserve.handlers import HandlerFactory
 from typedserve.options import ServerOptions
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Server", "ServerOptions", "ServerStats"]
 
 logger = logging.getLogger("typedserve.server")
-
-RELEASE_WAIT = 2.0  # after a drain: how long close() waits for cut requests' threads to end
 
 
 class Server(Generic[RequestT, StateT]):

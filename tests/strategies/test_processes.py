@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -104,6 +105,20 @@ def test_prefork_replaces_a_killed_worker_and_loses_only_its_requests(
     assert server.stats().errors == 1  # the lost request, counted by the supervisor
 
 
+def test_prefork_replaces_as_many_dead_workers_as_max_restarts_allows(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=1, threads_per_worker=1, max_restarts=3, restart_window=3600)
+    server = tcp_server(prefork, gate)
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        for _ in range(3):  # each replacement counts once against the limit
+            (victim,) = prefork.pids
+            os.kill(victim, signal.SIGKILL)
+            assert prefork.wait_ready(WAIT, replacing=[victim])
+        assert ask(server, b"echo:still") == b"still"
+
+
 def test_a_worker_forked_while_a_client_is_open_does_not_keep_that_connection_open(
     leak_check: None, gate: Gate
 ) -> None:
@@ -158,6 +173,29 @@ def test_prefork_rolling_restart_replaces_every_worker_without_refusing_clients(
         assert ask(server, b"echo:new") == b"new"
 
 
+def test_prefork_with_reuse_port_serves_from_replacements_and_a_rolling_restart(
+    leak_check: None, gate: Gate
+) -> None:
+    prefork = Prefork(workers=2)
+    server = Server(
+        config=ServerConfig(address=InetAddress(), reuse_port=True),
+        transport=TCPTransport(),
+        handler=CommandStream,
+        strategy=prefork,
+        state={"gate": gate.address},
+    )
+    with serve_in_thread(server):
+        port = server.address[1]  # each worker binds its own socket to it
+        assert ask(port, b"echo:first") == b"first"
+        victim = prefork.pids[0]
+        os.kill(victim, signal.SIGKILL)  # the supervisor's own socket is gone by now
+        assert prefork.wait_ready(WAIT, replacing=[victim])
+        old = prefork.pids
+        prefork.restart_workers()
+        assert prefork.wait_ready(WAIT, replacing=old)
+        assert [ask(port, b"echo:%d" % n) for n in range(20)] == [b"%d" % n for n in range(20)]
+
+
 def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
     app = subprocess.Popen(
         [sys.executable, "-m", "tests.strategies.prefork_app", str(gate.address[1])],
@@ -192,6 +230,39 @@ def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
     for pid in pids:  # every worker was reaped by the supervisor before it exited
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_workers_finish_their_requests_and_exit_when_the_supervisor_is_killed(gate: Gate) -> None:
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tests.strategies.prefork_app", str(gate.address[1])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    pidfds: list[int] = []
+    try:
+        assert app.stdout is not None
+        port = int(app.stdout.readline().split()[1])
+        clients, pids = hold(port, gate, 2)
+        pidfds = [os.pidfd_open(pid) for pid in set(pids)]
+        app.kill()  # no drain order: its workers see their control pipes reach EOF
+        app.wait(WAIT)
+        gate.release()
+        assert [send_and_read(client, b"") for client in clients] == [b"done", b"done"]
+        for client in clients:
+            client.close()
+        for pidfd in pidfds:  # readable once the worker has exited
+            readable, _, _ = select.select([pidfd], [], [], WAIT)
+            assert readable, "a worker outlived its supervisor"
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+        with contextlib.suppress(ProcessLookupError):
+            app.kill()
+        app.wait(WAIT)
+        assert app.stdout is not None
+        app.stdout.close()
 
 
 # -- ForkPerRequest --------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from typedserve.server import Server
 
@@ -17,9 +17,21 @@ _SLICE = 0.01
 ServerT = TypeVar("ServerT", bound=Server[Any, Any])
 
 
+@runtime_checkable
+class _StartsWorkers(Protocol):
+    """A strategy whose loop starts workers (``Prefork``): ready once every worker is."""
+
+    def wait_ready(self, timeout: float | None = None) -> bool: ...
+
+
 @contextmanager
 def serve_in_thread(server: ServerT, *, timeout: float = 10.0) -> Iterator[ServerT]:
-    """Run ``server.serve_forever()`` on a thread; yield ``server`` once the loop is running.
+    """Run ``server.serve_forever()`` on a thread; yield ``server`` once it is serving.
+
+    Serving means the loop is running and, for a strategy that starts worker processes
+    (``Prefork``, through its ``wait_ready``), every worker is up: the block's code starts
+    while nothing is being forked (a fork would copy whatever the block has open at that
+    instant), and the workers are there to count, signal or kill.
 
     On leaving the block, however it is left, the loop is asked to stop, the thread is joined
     and the server is closed (waiting up to its ``shutdown.grace`` for requests in flight), in
@@ -67,14 +79,19 @@ def serve_in_thread(server: ServerT, *, timeout: float = 10.0) -> Iterator[Serve
 def _wait_started(
     server: Server[Any, Any], ended: threading.Event, failures: list[BaseException], timeout: float
 ) -> None:
-    # The loop either starts (the server's readiness event) or ends first: it failed, or a
-    # shutdown requested earlier made it return at once. Check both in short slices, bounded
-    # by ``timeout`` overall.
+    # The loop either starts (the server's readiness event, then its workers') or ends first:
+    # it failed, or a shutdown requested earlier made it return at once. Check both in short
+    # slices, bounded by ``timeout`` overall.
     deadline = time.monotonic() + timeout
-    while not server.wait_serving(_SLICE):
-        if ended.is_set():
-            if failures:
-                raise failures[0]
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{server!r} did not start serving within {timeout} s")
+    waits: list[Callable[[float], bool]] = [server.wait_serving]
+    strategy = server.strategy
+    if isinstance(strategy, _StartsWorkers):
+        waits.append(strategy.wait_ready)
+    for wait in waits:
+        while not wait(_SLICE):
+            if ended.is_set():
+                if failures:
+                    raise failures[0]
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{server!r} did not start serving within {timeout} s")
