@@ -6,14 +6,20 @@ knows the request is in flight (not waiting in the backlog) before it signals th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import time
 from collections import Counter
 from typing import Any
 
-from typedserve import Server, ServerConfig
+from typedserve import Server, ServerConfig, TCPTransport
 from typedserve.aio import AsyncHandler, AsyncStream
+from typedserve.config import InetAddress
 from typedserve.handlers import Handler, StreamHandler
-from typedserve.requests import Datagram
+from typedserve.requests import Datagram, StreamRequest
+from typedserve.strategies import Inline
+from typedserve.strategies.base import ServerHost
 
 READY = b"ready\n"
 
@@ -28,6 +34,26 @@ class Greeter(StreamHandler):
             self.wfile.write(line)
 
 
+class Sleeper(StreamHandler):
+    """Say ``ready``, then work far longer than any grace without touching the connection."""
+
+    def handle(self) -> None:
+        """Greet, then sleep (a cut connection does not wake it)."""
+        self.wfile.write(READY)
+        time.sleep(3600)
+
+
+class Stubborn(StreamHandler):
+    """Say ``ready``, then sleep forever, swallowing every exception (even the stop's)."""
+
+    def handle(self) -> None:
+        """Greet, then never return."""
+        self.wfile.write(READY)
+        while True:
+            with contextlib.suppress(BaseException):
+                time.sleep(3600)
+
+
 class AsyncGreeter(AsyncHandler[AsyncStream]):
     """:class:`Greeter` as an async handler."""
 
@@ -38,6 +64,17 @@ class AsyncGreeter(AsyncHandler[AsyncStream]):
         async for line in self.request:
             self.request.write(line)
             await self.request.drain()
+
+
+class AsyncBlocker(AsyncHandler[AsyncStream]):
+    """Say ``ready``, then block the event loop (a handler bug the stop must survive)."""
+
+    async def handle(self) -> None:
+        """Greet, then sleep without awaiting."""
+        self.request.write(READY)
+        await self.request.drain()
+        await asyncio.sleep(0)
+        time.sleep(3600)
 
 
 class AsyncDatagramEcho(AsyncHandler[Datagram]):
@@ -113,6 +150,22 @@ def no_server_factory(config: ServerConfig) -> object:
 def two_argument_factory(config: ServerConfig, store: object) -> Server[Any, Any]:
     """A factory that needs more than the config."""
     raise AssertionError("never called")
+
+
+class BrokenLoop(Inline):
+    """A strategy whose loop fails as soon as it starts."""
+
+    def run(self, host: ServerHost[Any]) -> None:
+        """Fail."""
+        raise RuntimeError("the loop broke")
+
+
+def servers_one_broken() -> list[Server[StreamRequest, None]]:
+    """Two servers for ``run_until_signal``: the second one's loop fails at once."""
+    config = ServerConfig(address=InetAddress(host="127.0.0.1", port=0))
+    good = Server(config=config, transport=TCPTransport(), handler=Greeter, strategy=Inline())
+    broken = Server(config=config, transport=TCPTransport(), handler=Greeter, strategy=BrokenLoop())
+    return [good, broken]
 
 
 def block_on_import() -> None:
