@@ -553,6 +553,7 @@ class _Stop:
         self._main = threading.get_ident()
         self._in_loop = False  # the main thread is serving (only it writes this)
         self._interrupting = False  # the next signal on the main thread is the watcher's
+        self._begun_at: float | None = None  # when the stop was asked for, first
 
     # -- the main thread ----------------------------------------------------------------------
 
@@ -563,7 +564,7 @@ class _Stop:
             if self._in_loop:
                 raise _HeldPastGrace("the stop interrupted a handler that held the main thread")
             return
-        self._poke(signum)
+        self._ask(signum)
 
     def start(self) -> None:
         """Start the watcher thread (it reads any signal that came before)."""
@@ -587,11 +588,11 @@ class _Stop:
         except Exception:
             logger.exception("serving %s failed; stopping every server", _describe(server))
             self.status = 1
-            self._poke(_BEGIN)
+            self._ask(_BEGIN)
 
     def begin(self) -> None:
         """Begin the stop if no signal did yet: drain every server."""
-        self._poke(_BEGIN)
+        self._ask(_BEGIN)
 
     def wait_drained(self) -> None:
         """Wait until every server's ``shutdown(grace)`` returned."""
@@ -639,7 +640,7 @@ class _Stop:
     def _start_drains(self) -> None:
         if self._drains_started.is_set():
             return
-        self.deadline = time.monotonic() + self._grace
+        self.deadline = (self._begun_at or time.monotonic()) + self._grace
         self._drains = [
             threading.Thread(target=_drain, args=(server,), name="typedserve-drain")
             for server in self._servers
@@ -681,6 +682,12 @@ class _Stop:
         signal.pthread_kill(self._main, signal.SIGTERM)
 
     # -- both -----------------------------------------------------------------------------------
+
+    def _ask(self, value: int) -> None:
+        """Tell the watcher; the first request starts the clock (the watcher may wake late)."""
+        if self._begun_at is None:
+            self._begun_at = time.monotonic()
+        self._poke(value)
 
     def _poke(self, value: int) -> None:
         # Full: the watcher has plenty to read already. Closed (-1): everything is over.
