@@ -30,6 +30,11 @@ class Running:
         out, _ = self.process.communicate(timeout=20)
         return self.process.returncode, out
 
+    def expect(self, pattern: str) -> str:
+        """Read output (bounded) until it matches ``pattern``; return what was read."""
+        text, _ = _read_until(self.process, re.compile(pattern))
+        return text
+
 
 def _read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> tuple[str, int]:
     assert process.stdout is not None
@@ -48,7 +53,7 @@ def _read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> tup
             if match:
                 group = match.group(1) if match.groups() else ""
                 return text, int(group) if group.isdigit() else 0
-    raise AssertionError(f"the server never announced its port; output so far:\n{text}")
+    raise AssertionError(f"no output matched {pattern.pattern!r}; output so far:\n{text}")
 
 
 def start_process(started: list[subprocess.Popen[str]], *args: str, port_pattern: str) -> Running:

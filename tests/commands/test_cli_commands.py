@@ -139,26 +139,169 @@ def test_serve_on_a_unix_socket(launch: Callable[..., Running], tmp_path: Path) 
     assert not path.exists(), "the socket file is unlinked on close"
 
 
+def test_serve_an_async_handler_picks_asyncio(launch: Callable[..., Running]) -> None:
+    server = launch(
+        "-m", "typedserve", "serve", "tests.commands.cli_targets:AsyncGreeter", "--port", "0",
+        port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+) with AsyncIO",
+    )  # fmt: skip
+    assert _tcp_roundtrip(server.port, b"async\n") == b"ready\nasync\n"
+    assert server.stop()[0] == 0
+
+
+def test_serve_an_async_handler_with_strategy_asyncio(launch: Callable[..., Running]) -> None:
+    server = launch(
+        "-m", "typedserve", "serve", "tests.commands.cli_targets:AsyncGreeter",
+        "--port", "0", "--strategy", "asyncio",
+        port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+) with AsyncIO",
+    )  # fmt: skip
+    assert _tcp_roundtrip(server.port, b"a\nb\n") == b"ready\na\nb\n"
+    assert server.stop()[0] == 0
+
+
+def test_serve_an_async_datagram_handler_picks_udp(launch: Callable[..., Running]) -> None:
+    server = launch(
+        "-m", "typedserve", "serve", "tests.commands.cli_targets:AsyncDatagramEcho",
+        "--port", "0",
+        port_pattern=r"serving UDP on 127\.0\.0\.1:(\d+) with AsyncIO",
+    )  # fmt: skip
+    assert _udp_roundtrip(server.port, b"adgram") == b"adgram"
+    assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize(("flags", "kind"), [(["--udp"], "UDP"), ([], "TCP")])
+def test_udp_decides_for_a_handler_that_does_not_name_its_request_type(
+    launch: Callable[..., Running], flags: list[str], kind: str
+) -> None:
+    server = launch(
+        "-m", "typedserve", "serve", "tests.commands.cli_targets:AnyRequestEcho",
+        "--port", "0", *flags,
+        port_pattern=rf"serving {kind} on 127\.0\.0\.1:(\d+) with AsyncIO",
+    )  # fmt: skip
+    if kind == "UDP":
+        assert _udp_roundtrip(server.port, b"any") == b"any"
+    else:
+        assert _tcp_roundtrip(server.port, b"") == b"ready\n"
+    assert server.stop()[0] == 0
+
+
+_TARGETS = "tests.commands.cli_targets"
+_ECHO = "typedserve.demo:StreamEcho"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["serve", "nosuchmodule:X"], "cannot import 'nosuchmodule'"),
-        (["serve", "typedserve.demo:Nope"], "has no attribute 'Nope'"),
-        (["serve", "typedserve.demo"], "expected MODULE:ATTR"),
-        (["serve", "typedserve.demo:StreamEcho", "--udp"], "cannot serve --udp"),
-        (["serve", "typedserve.demo:StreamEcho", "--port", "70000"], "address.port = 70000"),
+        # The target.
+        (["nosuchmodule:X"], "cannot import 'nosuchmodule': No module named 'nosuchmodule'"),
+        (["typedserve.demo:Nope"], "module 'typedserve.demo' has no attribute 'Nope'"),
+        (["typedserve.demo"], "expected MODULE:ATTR"),
+        ([":StreamEcho"], "expected MODULE:ATTR"),
+        (["os:getcwd"], "os:getcwd is not a factory(config) -> Server: too many positional"),
+        ([f"{_TARGETS}:NOT_CALLABLE"], "NOT_CALLABLE is an object of type int, not a handler"),
+        ([f"{_TARGETS}:NotAHandler"], "NotAHandler is a class but not a handler"),
+        (["socketserver:StreamRequestHandler"], "is a class but not a handler"),
+        ([f"{_TARGETS}:failing_factory"], "failing_factory(config) raised RuntimeError: the"),
+        ([f"{_TARGETS}:no_server_factory"], "returned 'not a server', not a typedserve Server"),
+        ([f"{_TARGETS}:two_argument_factory"], "missing a required argument: 'store'"),
+        (["typedserve.handlers:StreamHandler"], "StreamHandler is abstract: it does not implement"),
+        ([f"{_TARGETS}:AsyncByMistake"], "AsyncByMistake.handle is `async def` but the class"),
+        ([f"{_TARGETS}:SyncByMistake"], "SyncByMistake.handle is not a coroutine function"),
+        ([f"{_TARGETS}:CustomHandler"], "CustomHandler handles Custom requests"),
+        ([f"{_TARGETS}:Tally"], "Tally expects shared state (collections.Counter[str])"),
+        # Flags that do not fit the target.
+        ([_ECHO, "--udp"], "StreamEcho is a stream handler; it cannot serve --udp"),
+        ([f"{_TARGETS}:AsyncGreeter", "--udp"], "it cannot serve --udp"),
+        (
+            [_ECHO, "--strategy", "asyncio"],
+            "StreamEcho is a synchronous handler: --strategy asyncio",
+        ),
+        (
+            [f"{_TARGETS}:AsyncGreeter", "--strategy", "threads"],
+            "runs only with --strategy asyncio",
+        ),
+        (
+            [f"{_TARGETS}:AsyncGreeter", "--strategy", "prefork"],
+            "runs only with --strategy asyncio",
+        ),
+        ([_ECHO, "--strategy", "pool", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (
+            [_ECHO, "--strategy", "prefork", "--workers", "-3"],
+            "--workers must be at least 1, got -3",
+        ),
+        ([_ECHO, "--strategy", "threads", "--workers", "4"], "--strategy threads has no size"),
+        ([_ECHO, "--workers", "4"], "--strategy threads has no size"),
+        ([f"{_TARGETS}:AsyncGreeter", "--workers", "2"], "--strategy asyncio has no size"),
+        (["examples.kv_store:build_server", "--strategy", "pool"], "--strategy cannot change it"),
+        # The config.
+        ([_ECHO, "--config", "/nonexistent/server.toml"], "cannot read the config file"),
+        ([_ECHO, "--unix", "/tmp/x.sock", "--port", "1"], "--unix cannot be combined"),
+        ([_ECHO, "--port", "70000"], "address.port = 70000"),
     ],
 )
-def test_serve_errors_are_clear(args: list[str], message: str) -> None:
+def test_serve_mistakes_get_one_clear_line_before_binding(args: list[str], message: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        if not {"--port", "--unix"} & set(args):  # binding first would say "already in use"
+            args = [*args, "--host", "127.0.0.1", "--port", str(taken.getsockname()[1])]
+        result = subprocess.run(
+            [sys.executable, "-m", "typedserve", "serve", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("typedserve: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) <= 2, result.stderr  # config: a header + the field
+
+
+def test_verbose_shows_the_traceback_of_a_failing_factory() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "typedserve", *args],
+        [
+            sys.executable,
+            "-m",
+            "typedserve",
+            "-v",
+            "serve",
+            "tests.commands.cli_targets:failing_factory",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert message in result.stderr
+    assert "Traceback" in result.stderr
+    assert 'raise RuntimeError("the database is not reachable")' in result.stderr
+
+
+def test_an_unknown_strategy_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "typedserve", "serve", _ECHO, "--strategy", "gevent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "argument --strategy: invalid choice: 'gevent'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigint_before_serving_exits_130_without_a_traceback(
+    launch: Callable[..., Running],
+) -> None:
+    importing = launch(
+        "-m", "typedserve", "serve", "tests.commands.blocking_import:Anything",
+        port_pattern=r"importing: waiting forever",
+    )  # fmt: skip
+    status, out = importing.stop(signal.SIGINT)
+    assert status == 130, out
+    assert "typedserve: interrupted" in out
+    assert "Traceback" not in out
 
 
 def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
