@@ -19,13 +19,15 @@ from typedserve.config import InetAddress
 from typedserve.handlers import Handler, StreamHandler
 from typedserve.requests import Datagram, StreamRequest
 from typedserve.strategies import Inline
-from typedserve.strategies.base import ServerHost
+from typedserve.host import LoopHost
 
 READY = b"ready\n"
 
 
 class Greeter(StreamHandler):
     """Say ``ready``, then echo lines until the client closes (or the connection is cut)."""
+
+    speaks_first = True  # it greets: clients wait for its READY line
 
     def handle(self) -> None:
         """Greet, then copy lines back."""
@@ -37,6 +39,8 @@ class Greeter(StreamHandler):
 class Sleeper(StreamHandler):
     """Say ``ready``, then work far longer than any grace without touching the connection."""
 
+    speaks_first = True  # it greets: clients wait for its READY line
+
     def handle(self) -> None:
         """Greet, then sleep (a cut connection does not wake it)."""
         self.wfile.write(READY)
@@ -45,6 +49,8 @@ class Sleeper(StreamHandler):
 
 class Stubborn(StreamHandler):
     """Say ``ready``, then sleep forever, swallowing every exception (even the stop's)."""
+
+    speaks_first = True  # it greets: clients wait for its READY line
 
     def handle(self) -> None:
         """Greet, then never return."""
@@ -57,6 +63,8 @@ class Stubborn(StreamHandler):
 class AsyncGreeter(AsyncHandler[AsyncStream]):
     """:class:`Greeter` as an async handler."""
 
+    speaks_first = True  # it greets: clients wait for its READY line
+
     async def handle(self) -> None:
         """Greet, then copy lines back."""
         self.request.write(READY)
@@ -68,6 +76,8 @@ class AsyncGreeter(AsyncHandler[AsyncStream]):
 
 class AsyncBlocker(AsyncHandler[AsyncStream]):
     """Say ``ready``, then block the event loop (a handler bug the stop must survive)."""
+
+    speaks_first = True  # it greets: clients wait for its READY line
 
     async def handle(self) -> None:
         """Greet, then sleep without awaiting."""
@@ -87,6 +97,8 @@ class AsyncDatagramEcho(AsyncHandler[Datagram]):
 
 class AnyRequestEcho(AsyncHandler[Any]):
     """An async handler that does not name its request type: ``--udp`` decides."""
+
+    speaks_first = True  # it greets: clients wait for its READY line
 
     async def handle(self) -> None:
         """Reply to a datagram with its payload (a stream gets a greeting)."""
@@ -118,7 +130,7 @@ class Tally(StreamHandler[Counter[str]]):
         self.state["connections"] += 1
 
 
-class Custom:
+class Custom(Datagram):
     """A request type no transport of the command line produces."""
 
 
@@ -155,7 +167,7 @@ def two_argument_factory(config: ServerConfig, store: object) -> Server[Any, Any
 class BrokenLoop(Inline):
     """A strategy whose loop fails as soon as it starts."""
 
-    def run(self, host: ServerHost[Any]) -> None:
+    def run(self, host: LoopHost[Any]) -> None:
         """Fail."""
         raise RuntimeError("the loop broke")
 
