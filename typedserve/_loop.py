@@ -261,6 +261,12 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self.parking.close()
         super().close()
 
+    def abandon(self) -> None:
+        """In a forked child: release this process's copies of the loop's fds (the selector,
+        the wake-up pair, parked connections) without ending anything the parent serves."""
+        self.parking.abandon()
+        super().close()
+
     # -- draining --------------------------------------------------------------------------------
 
     def drain(

@@ -265,6 +265,14 @@ class Parking:
         """Refused connections still being read before their close."""
         return sum(1 for entry in self._parked.values() if entry.mode is _LINGER)
 
+    def abandon(self) -> None:
+        """In a forked child: close this process's copies of the parked connections, leaving
+        the connections themselves (the parent's) untouched: no shutdown, no counting."""
+        for entry in self._parked.values():
+            entry.conn.close()
+        self._parked.clear()
+        self.closing = True
+
     def close(self) -> None:
         """Close every connection still parked (the server is closing)."""
         for entry in list(self._parked.values()):

@@ -134,7 +134,7 @@ class ServerHost(Generic[RequestT]):
         """Drop what belongs to the parent (see ``LoopHost.after_fork``)."""
         server = self._server
         old = self.loop()
-        old.close()  # only this process's fds: the parent's epoll instance is untouched
+        old.abandon()  # only this process's fds: the parent's epoll instance is untouched
         server._loop = None
         if not loop:
             if not keep_listener:

@@ -38,6 +38,8 @@ class Probe:
 class WaitForLine(AsyncHandler[AsyncStream, Probe]):
     """Signals that it started, echoes one line, signals its close (always)."""
 
+    speaks_first = True  # the test waits for it to start before sending
+
     async def handle(self) -> None:
         self.state.started.set()
         try:
@@ -88,12 +90,18 @@ def test_request_deadline_ends_the_request(
         assert "timeouts.request" in str(probe.errors[0])
 
 
+class WaitForFirstByte(WaitForLine):
+    speaks_first = False  # held until the client sends (timeouts.first_byte)
+
+
 @pytest.mark.timeout(20)
 def test_silent_clients_are_closed_before_the_handler_runs(
     aio_server: MakeAioServer, stream_case: TransportCase
 ) -> None:
     probe = Probe()
-    server = aio_server(stream_case, WaitForLine, state=probe, timeouts=Timeouts(first_byte=0.1))
+    server = aio_server(
+        stream_case, WaitForFirstByte, state=probe, timeouts=Timeouts(first_byte=0.1)
+    )
     with serve_in_thread(server):
         with connect(server) as silent:
             assert read_all(silent) == b""
@@ -214,6 +222,8 @@ CONNECTIONS = 5000
 
 
 class CountThenEcho(AsyncHandler[AsyncStream, Probe]):
+    speaks_first = True  # the test waits for it to start before sending
+
     async def handle(self) -> None:
         probe = self.state
         probe.arrived += 1  # the loop's thread only: no lock needed

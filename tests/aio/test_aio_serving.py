@@ -92,6 +92,8 @@ class Seen:
 
 
 class Introspect(AsyncHandler[AsyncStream, Seen]):
+    speaks_first = True  # the test waits for it to start before sending
+
     async def handle(self) -> None:
         self.state.contexts.append(self.context)
         self.state.loops.append(type(asyncio.get_running_loop()).__module__)
@@ -181,6 +183,8 @@ def test_oversized_datagrams_are_flagged_when_configured(
 
 
 class HoldUntilLine(AsyncHandler[AsyncStream, threading.Event]):
+    speaks_first = True  # the test waits for it to start before sending
+
     async def handle(self) -> None:
         self.state.set()
         self.request.write(await self.request.readline())
@@ -240,6 +244,8 @@ def test_uvloop_required_but_missing_names_the_extra(monkeypatch: pytest.MonkeyP
     seen: list[str] = []
 
     class Which(AsyncHandler[AsyncStream]):
+        speaks_first = True  # the test waits for it to start before sending
+
         async def handle(self) -> None:
             seen.append(type(asyncio.get_running_loop()).__module__)
 

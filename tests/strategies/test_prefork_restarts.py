@@ -31,5 +31,5 @@ def test_a_limit_of_zero_never_allows_a_replacement() -> None:
 
 
 def test_negative_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="limit >= 0"):
+    with pytest.raises(ValueError, match="must be >= 0"):
         RestartLimit(-1, window=1.0)
