@@ -6,10 +6,12 @@ datagram's reply needs it) and of clients of this server living in the parent's 
 test's client: see :mod:`typedserve.strategies._forked`), runs ``serve(request)`` and leaves
 with ``os._exit`` after flushing logging and stdio: it never returns into the parent's loop
 and never runs ``atexit`` handlers.
-The parent closes its copy of the request's connection at once (the child owns it), opens a
-pidfd for the child and watches it in the server's selector: the child is reaped by the loop
-thread as soon as it exits, with no ``waitpid`` polling and no SIGCHLD handler, so no zombie
-outlives its loop iteration.
+The parent keeps the request while the child serves it (the child ends its side: a FIN when
+its handler is done), opens a pidfd for the child and watches it in the server's selector: the
+child is reaped by the loop thread as soon as it exits, with no ``waitpid`` polling and no
+SIGCHLD handler, so no zombie outlives its loop iteration; the parent then closes its copy of
+the request (a framed connection goes back to the loop for its next request). A child closes
+its copies of the other children's connections and of the connections the loop holds.
 
 Limits: at most ``max_children`` children run at once (``capacity``): the server stops
 accepting at the limit (or rejects, per ``limits.overload``); a direct ``submit`` beyond it
@@ -79,7 +81,7 @@ class ForkPerRequest(Strategy):
             )
         self.max_children = max_children
         self._host: LoopHost[Any] | None = None
-        self._children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, counters slot)
+        self._children: dict[int, tuple[int, int, Request]] = {}  # pidfd -> (pid, slot, request)
         self._free_slots = list(range(max_children, 0, -1))
         self._waiter: Callable[[], None] | None = None
         self._stopping = False
@@ -104,7 +106,8 @@ class ForkPerRequest(Strategy):
         return len(self._children)
 
     def submit(self, serve: Callable[[T], None], request: T) -> None:
-        """Fork a child that runs ``serve(request)``; the parent keeps no copy of the request."""
+        """Fork a child that runs ``serve(request)``; the parent keeps the request until the
+        child is reaped, then closes it (a framed connection goes back to the loop then)."""
         host = self._host
         if host is None:
             raise ServerClosedError("ForkPerRequest is not attached to a bound server")
@@ -115,14 +118,14 @@ class ForkPerRequest(Strategy):
         pid = os.fork()
         if pid == 0:
             self._run_child(host, serve, request, slot)
-        _release_parent_copy(request)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # cannot watch it: wait for it here rather than leave a zombie
             os.waitpid(pid, 0)
             self._free_slots.append(slot)
+            request.close()
             raise
-        entry = self._children[pidfd] = (pid, slot)
+        entry = self._children[pidfd] = (pid, slot, request)
         # The entry guards against a stale readiness event for a pidfd number reused since.
         host.watch(pidfd, lambda: self._reap(pidfd, entry))
 
@@ -134,8 +137,11 @@ class ForkPerRequest(Strategy):
             _set_signal(_SIGTERM, _SIG_DFL)
             _set_signal(_SIGINT, _SIG_DFL)
             host.counters.use_row(slot)
-            for pidfd in self._children:
+            for pidfd, (_, _, other) in self._children.items():
                 os.close(pidfd)
+                other_conn = other.connection
+                if other_conn is not None:
+                    other_conn.close()  # this process's copy only: never a shutdown here
             conn = request.connection
             host.after_fork(loop=False, keep_listener=conn is None)
             if conn is not None:
@@ -148,11 +154,13 @@ class ForkPerRequest(Strategy):
                 flush_stdio()
             os._exit(status)
 
-    def _reap(self, pidfd: int, entry: tuple[int, int] | None = None) -> None:
-        """The child behind ``pidfd`` exited: collect its status and free its slot."""
+    def _reap(self, pidfd: int, entry: tuple[int, int, Request] | None = None) -> None:
+        """The child behind ``pidfd`` exited: collect its status, free its slot, and close the
+        parent's copy of its request (the child already ended its side)."""
         if entry is not None and self._children.get(pidfd) is not entry:
             return
-        pid, slot = self._children.pop(pidfd)
+        pid, slot, request = self._children.pop(pidfd)
+        request.close()
         if self._host is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._host.unwatch(pidfd)
@@ -199,7 +207,7 @@ class ForkPerRequest(Strategy):
         Every child is reaped before this returns; returns how many needed SIGKILL.
         """
         self._stopping = True
-        for pid, _ in self._children.values():
+        for pid, _, _ in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -209,21 +217,10 @@ class ForkPerRequest(Strategy):
                 break
             self._wait_for_exits(left)
         killed = len(self._children)
-        for pid, _ in self._children.values():
+        for pid, _, _ in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while self._children:
             self._wait_for_exits(None)
         self._stopping = False
         return killed
-
-
-def _release_parent_copy(request: Request) -> None:
-    """Close the parent's copy of a stream connection (the child's copy stays open).
-
-    Plain ``close``, never ``shutdown``: shutting the socket down would end the child's
-    connection too. A datagram's socket is the server's and stays open.
-    """
-    conn = request.connection
-    if conn is not None:
-        conn.close()
