@@ -13,6 +13,20 @@ strategy and a handler generic over the request type::
     with Server(config=ServerConfig(), transport=TCPTransport(), handler=Echo,
                 strategy=ThreadPerRequest()) as server:
         server.serve_forever()
+
+Layers, lowest first (a module imports only its own layer or lower ones; ``tests/test_layers.py``
+checks it; ARCHITECTURE.md walks a request through them):
+
+1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config``,
+   ``requests``, ``counters``, ``admission``.
+2. Network endpoints and handler-side types: ``transports``, ``context``, ``policies``,
+   ``drain``, ``handlers``, ``stats``, ``options``.
+3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
+4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
+5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_quiesce``,
+   ``_loop``.
+6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy).
+7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
 """
 
 from typedserve.aio import AsyncHandler, AsyncHandlerFactory, AsyncStream

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic
 
+from typedserve._loop import SelectorLoop
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext
 from typedserve.counters import Counters
@@ -23,7 +24,6 @@ from typedserve.requests import PeerAddress, RequestT
 from typedserve.transports.base import Transport
 
 if TYPE_CHECKING:
-    from typedserve._loop import SelectorLoop
     from typedserve.server import Server
 
 __all__ = ["ServerHost"]
@@ -36,6 +36,16 @@ class ServerHost(Generic[RequestT]):
 
     def __init__(self, server: Server[RequestT, Any]) -> None:
         self._server = server
+
+    def new_loop(self) -> SelectorLoop[RequestT]:
+        """A new selector loop for the server's dispatching strategy, watching the listener."""
+        server = self._server
+        assert server._dispatch is not None
+        loop = SelectorLoop(
+            server.transport, server._dispatch, server._serving, server.config, server._stop
+        )
+        loop.set_listening(True)
+        return loop
 
     def loop(self) -> SelectorLoop[RequestT]:
         """The server's selector loop (for dispatching strategies, once bound)."""
@@ -144,8 +154,7 @@ class ServerHost(Generic[RequestT]):
             _close_fd_only(server.transport)
             server.transport.bind(rebind)
             server.transport.activate()
-        server._loop = server._new_loop()
-        server._loop.set_listening(True)
+        server._loop = self.new_loop()
 
 
 def _close_fd_only(transport: Transport[Any]) -> None:

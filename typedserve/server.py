@@ -180,23 +180,14 @@ class Server(Generic[RequestT, StateT]):
             try:
                 self.transport.activate()
                 if self._dispatch is not None:
-                    self._loop = self._new_loop()
-                    self._loop.set_listening(True)
+                    self._loop = self._host.new_loop()
             except BaseException:
                 self.transport.close()
                 raise
-            self._serving.context = ServerContext(
-                config=self.config,
-                address=self.transport.address,
-                state=self.state,
-                shutdown=self.request_shutdown,
-            )
+            address, shutdown = self.transport.address, self.request_shutdown
+            self._serving.context = ServerContext(self.config, address, self.state, shutdown)
             self._life.move(Phase.IDLE)
         self.strategy.attach(self._host)
-
-    def _new_loop(self) -> SelectorLoop[RequestT]:
-        assert self._dispatch is not None
-        return SelectorLoop(self.transport, self._dispatch, self._serving, self.config, self._stop)
 
     def close(self, grace: float | None = None) -> DrainReport | None:
         """Stop serving, drain gracefully, release everything; return the drain's report.
