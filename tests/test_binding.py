@@ -33,6 +33,8 @@ pytestmark = pytest.mark.timeout(10)
 
 
 class Hello(StreamHandler):
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         self.wfile.write(b"hello")
 

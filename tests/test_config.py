@@ -254,12 +254,13 @@ configs = st.builds(
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, leaving out ``None`` (unset) values."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``None`` timeouts are kept (they are not all
+    defaults: ``timeouts.first_byte`` and ``timeouts.request`` default to a number)."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
             flat.update(flatten(value, f"{prefix}{key}."))
-        elif value is not None:
+        elif value is not None or prefix == "timeouts.":
             flat[prefix + key] = value
     return flat
 

@@ -154,6 +154,8 @@ def test_a_failing_error_policy_is_itself_logged(caplog: pytest.LogCaptureFixtur
 
 
 class Counted(StreamHandler[list[PeerAddress]]):
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         self.state.append(self.request.peer)
         self.wfile.write(b"welcome")
@@ -340,7 +342,7 @@ def _leak_check_not_started() -> None:
 RAISE_SITES: list[tuple[str, Callable[[], object], type[TypedServeError], str]] = [
     ("ThreadPool(max_workers=0)", lambda: ThreadPool(max_workers=0), ConfigError, "max_workers"),
     ("ThreadPool(max_pending=-1)", lambda: ThreadPool(max_pending=-1), ConfigError, "max_pending"),
-    ("Prefork(workers=-3)", lambda: Prefork(workers=-3), ConfigError, "workers >= 1"),
+    ("Prefork(workers=-3)", lambda: Prefork(workers=-3), ConfigError, "must be >= 1"),
     (
         "Prefork(threads_per_worker=0)",
         lambda: Prefork(threads_per_worker=0),

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(10)
 WAIT = 5.0  # bound on every event wait; a healthy run never gets near it
 
 # Exercise both file implementations: plain socket files, and deadline-aware ones.
-DEADLINE_MODES = {"no-deadline": Timeouts(), "deadline": Timeouts(request=60)}
+DEADLINE_MODES = {"no-deadline": Timeouts(request=None), "deadline": Timeouts(request=60)}
 
 
 @pytest.fixture(params=sorted(DEADLINE_MODES))
@@ -104,6 +104,8 @@ def test_life_cycle_skips_finish_after_an_error_and_always_closes(
 class Conversation(StreamHandler[Events]):
     """Greets, then echoes one line: proves wfile writes go out before the handler returns."""
 
+    speaks_first = True  # it does not wait for the client
+
     def handle(self) -> None:
         self.wfile.write(b"hello\n")
         self.wfile.write(self.rfile.readline().upper())
@@ -126,6 +128,7 @@ def test_unbuffered_wfile_sends_each_write_at_once(
 
 
 class BufferedWriter(StreamHandler[Events]):
+    speaks_first = True  # it does not wait for the client
     wbufsize = 8192
 
     def handle(self) -> None:
@@ -183,6 +186,8 @@ def test_rfile_reads_across_packets(
 class CannedInput(StreamHandler[dict[str, Any]]):
     """Replaces ``rfile`` in ``setup`` (without calling ``super().setup()``)."""
 
+    speaks_first = True  # it does not wait for the client
+
     def setup(self) -> None:
         self.rfile = io.BytesIO(b"canned line\n")
 
@@ -207,6 +212,7 @@ def test_files_assigned_in_setup_replace_the_connection_files_and_are_closed(
 
 
 class SocketOptions(StreamHandler[dict[str, Any]]):
+    speaks_first = True  # it does not wait for the client
     nodelay = True
     timeout = 7.5
 
@@ -231,6 +237,8 @@ def test_nodelay_and_timeout_class_attributes_apply(
 
 
 class DefaultOptions(StreamHandler[dict[str, Any]]):
+    speaks_first = True  # it does not wait for the client
+
     def handle(self) -> None:
         sock = self.request.socket
         self.state["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
@@ -239,7 +247,12 @@ class DefaultOptions(StreamHandler[dict[str, Any]]):
 
 @pytest.mark.parametrize(
     ("timeouts_", "expected"),
-    [(Timeouts(), None), (Timeouts(idle=9), 9), (Timeouts(idle=9, request=4), 4)],
+    [
+        (Timeouts(request=None), None),
+        (Timeouts(), 60),  # the default request budget
+        (Timeouts(idle=9, request=None), 9),
+        (Timeouts(idle=9, request=4), 4),
+    ],
 )
 def test_accepted_sockets_get_the_idle_timeout_and_keep_nagle_by_default(
     make_server: MakeServer,

@@ -43,7 +43,6 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve._reactor",
         "typedserve._serving",
         "typedserve._parking",
-        "typedserve._quiesce",
         "typedserve._loop",
     ),
     ("typedserve.server", "typedserve._server_host"),

@@ -28,11 +28,15 @@ WAIT = 5.0
 
 
 class Hello(StreamHandler):
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         self.wfile.write(b"hello")
 
 
 class WaitsForRelease(StreamHandler[tuple[threading.Event, threading.Event]]):
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         started, release = self.state
         started.set()

@@ -23,8 +23,7 @@ checks it; ARCHITECTURE.md walks a request through them):
    ``drain``, ``handlers``, ``stats``, ``options``.
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
-5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_quiesce``,
-   ``_loop``.
+5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
 6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy).
 7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
 """

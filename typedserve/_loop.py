@@ -13,7 +13,7 @@ first byte, or a whole frame when the handler declares its framing) and only the
 connections past their deadline and cuts running requests past ``timeouts.request``.
 
 The drain lives here too (:meth:`SelectorLoop.drain`): the kernel stops establishing new
-connections (:mod:`typedserve._quiesce`), what was queued at the stop is served, parked
+connections (:mod:`typedserve.transports.quiesce`), what was queued at the stop is served, parked
 connections are served, refused or closed, requests in flight get until the deadline, what is
 left is cut, and arrivals are refused cleanly (busy hook, FIN, linger) rather than reset.
 
@@ -34,7 +34,6 @@ from typing import Any, Generic
 
 from typedserve._lifecycle import NEVER, StopSignal
 from typedserve._parking import Parking
-from typedserve._quiesce import hold_new_connections, queued_connections
 from typedserve._reactor import Reactor
 from typedserve._serving import Serving
 from typedserve.admission import AcceptBackoff, Admission, AdmissionPolicy, log_backoff
@@ -46,6 +45,7 @@ from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
 from typedserve.strategies.base import Strategy
 from typedserve.transports.base import Transport
+from typedserve.transports.quiesce import hold_new_connections, queued_connections
 
 __all__ = ["BATCH", "SETTLE", "SelectorLoop"]
 
@@ -78,7 +78,6 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._resume_at: float | None = None  # backing off after an accept error until then
         self._backoff = AcceptBackoff()
         self._waiting: collections.deque[Any] = collections.deque()  # ready, strategy full
-        self._undo_hold: Callable[[], None] | None = None  # a drain held new connections
         timeouts, factory = config.timeouts, serving.factory
         framing = declared_framing(factory)
         self.parking = Parking(
@@ -281,14 +280,13 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         in_flight_before = strategy.in_flight
         watchdog = _Watchdog(deadline, serving.cut_running) if strategy.serial else None
         try:
-            backlog = listener != "leave"
+            backlog, held = listener != "leave", False
             self.set_listening(backlog)
             if backlog:
                 fd = self.transport.fileno()
                 queued = queued_connections(fd)
-                self._undo_hold = hold_new_connections(fd, self._backlog)
+                held = listener != "share" and hold_new_connections(fd)
                 self._take_backlog(deadline, self._backlog if queued is None else queued)
-            held = self._undo_hold is not None
             if listener == "release":
                 self.set_listening(False)
                 release()
@@ -318,10 +316,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         return DrainReport(completed, still_running, row[REJECTED] - rejected_before)
 
     def resume_after_drain(self) -> None:
-        """Accept new connections again (a server that serves after a drain)."""
-        if self._undo_hold is not None:
-            self._undo_hold()
-            self._undo_hold = None
+        """Park connections again (a server that serves after a drain)."""
         self.parking.closing = False
 
     def _take_backlog(self, deadline: float, queued: int) -> None:

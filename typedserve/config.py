@@ -175,6 +175,15 @@ class Timeouts(_Model):
     request: PositiveSeconds | None = 60.0
     poll: PositiveSeconds | None = None
 
+    @field_validator("idle", "first_byte", "request", "poll", mode="before")
+    @classmethod
+    def _none_from_text(cls, value: Any) -> Any:
+        """``"none"`` (any case) or ``""`` disables a timeout: how an environment variable or a
+        CLI flag says ``None`` (``TYPEDSERVE_TIMEOUTS__REQUEST=none``)."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
 
 class Limits(_Model):
     """Resource limits.

@@ -26,7 +26,7 @@ from typedserve.transports.base import Transport
 
 __all__ = ["Host", "ListenerOnDrain", "LoopHost"]
 
-ListenerOnDrain: TypeAlias = Literal["refuse", "leave", "release"]
+ListenerOnDrain: TypeAlias = Literal["refuse", "share", "leave", "release"]
 """What a drain does with the listening socket (see :meth:`LoopHost.drain`)."""
 
 
@@ -90,7 +90,10 @@ class LoopHost(Host[RequestT], Protocol[RequestT]):
         """The server's own drain for dispatching strategies (see ``Strategy.drain``).
 
         ``listener`` says what happens to the listening socket: ``"refuse"`` (the server is
-        stopping) serves what was queued at the stop and refuses later arrivals cleanly;
+        stopping) holds new connections (the kernel stops establishing them), serves what was
+        queued at the stop and refuses later arrivals cleanly; ``"share"`` (a prefork worker
+        stopping on a socket its supervisor owns) does the same without holding the socket,
+        which is the supervisor's decision;
         ``"leave"`` (a worker retiring while others share its socket) stops watching it and
         takes nothing; ``"release"`` (a worker retiring from a ``SO_REUSEPORT`` group) serves
         its own backlog, then closes its socket so the kernel sends new connections to others.

@@ -28,6 +28,7 @@ from typedserve.stats import ServerStats
 from typedserve.strategies.base import LoopOwner, Strategy
 from typedserve.strategies.inline import Inline
 from typedserve.transports.base import Transport
+from typedserve.transports.quiesce import release_new_connections
 
 if TYPE_CHECKING:
     from typedserve.aio.handlers import AsyncHandlerFactory
@@ -260,7 +261,10 @@ class Server(Generic[RequestT, StateT]):
         return False
 
     def _start_loop(self) -> None:
-        if self._life.start_loop() is Phase.DRAINED:  # serving again after a drain
+        drained = self._life.start_loop() is Phase.DRAINED
+        # A drain (here, or in a worker sharing the socket) held new connections: let them in.
+        release_new_connections(self.transport.fileno(), self.config.backlog)
+        if drained:
             self._serving.cutting = False
             if self._loop is not None:
                 self._loop.resume_after_drain()

@@ -36,6 +36,7 @@ from typedserve.strategies.prefork.messages import (
 from typedserve.strategies.prefork.processes import WorkerProcess
 from typedserve.strategies.prefork.restarts import RestartLimit
 from typedserve.strategies.prefork.worker import WorkerStart
+from typedserve.transports.quiesce import hold_new_connections
 
 __all__ = ["Supervisor"]
 
@@ -125,7 +126,10 @@ class Supervisor:
         if not self._hooked:
             self._hooked = True
             host.on_stop(lambda: self._poke(Wakeup.STOP))
-        for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
+        latched = host.stopping  # a stop came before the loop: start no worker only to stop it
+        for _ in range(
+            0 if latched else self.workers - sum(not w.stopping for w in self._live.values())
+        ):
             self._spawn()
         while not host.stopping:
             self._supervise_once(self._next_restart_delay())
@@ -286,6 +290,8 @@ class Supervisor:
         # this call and the worker receiving "stop" would be in no report, so the supervisor
         # also counts, from the shared counters, what was in flight when the drain began.
         in_flight_at_start = host.counters.totals().in_flight
+        if not host.config.reuse_port:  # the workers share our socket: the hold is ours
+            hold_new_connections(host.transport.fileno())
         if not self._stop_sent:
             self._stop_grace = grace
             self._send_stop()

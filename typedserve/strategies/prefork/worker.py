@@ -144,8 +144,8 @@ class Worker:
             return -1
 
     def _listener_on_drain(self) -> ListenerOnDrain:
-        if not self._retiring:
-            return "refuse"
+        if not self._retiring:  # the supervisor holds a shared socket (it may serve again)
+            return "refuse" if self.host.config.reuse_port else "share"
         return "release" if self.host.config.reuse_port else "leave"
 
     def _on_control(self) -> None:

@@ -25,9 +25,9 @@ import contextlib
 import ctypes
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-__all__ = ["hold_new_connections", "queued_connections"]
+__all__ = ["hold_new_connections", "queued_connections", "release_new_connections"]
 
 _SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
@@ -72,27 +72,31 @@ def queued_connections(fd: int) -> int | None:
     return int(struct.unpack_from("8B5I", info)[12])  # tcpi_unacked: the accept queue length
 
 
-def hold_new_connections(fd: int, backlog: int) -> Callable[[], None] | None:
+def hold_new_connections(fd: int) -> bool:
     """Stop the kernel from establishing new connections on the listener ``fd`` (see the
-    module docstring); return the function that undoes it (for a server that serves again),
-    or ``None`` when there was nothing to hold (not a stream listener, or it failed)."""
+    module docstring); whether there was anything to hold (a stream listener).
+
+    The hold is on the socket, so it reaches every process sharing it (prefork workers):
+    :func:`release_new_connections` undoes it, and a server calls it whenever a loop starts.
+    """
     try:
         with _view(fd) as sock:
             if _is_tcp_listener(sock):
                 sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, _FPROG)
-                return lambda: _undo(fd, _detach_filter)
+                return True
             if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM:
                 sock.listen(0)
-                return lambda: _undo(fd, lambda s: s.listen(backlog))
+                return True
     except OSError:
         pass
-    return None
+    return False
 
 
-def _undo(fd: int, action: Callable[[socket.socket], None]) -> None:
+def release_new_connections(fd: int, backlog: int) -> None:
+    """Undo :func:`hold_new_connections` (harmless on a listener that was never held)."""
     with contextlib.suppress(OSError), _view(fd) as sock:
-        action(sock)
-
-
-def _detach_filter(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+        if _is_tcp_listener(sock):
+            with contextlib.suppress(OSError):  # ENOENT: no filter attached
+                sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+        elif sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM:
+            sock.listen(backlog)
