@@ -22,6 +22,13 @@ def _lines(port: int, payload: bytes) -> list[bytes]:
     return data.splitlines()
 
 
+def _line(conn: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n") and (chunk := conn.recv(100)):
+        line += chunk
+    return line
+
+
 def _udp(port: int, payload: bytes) -> bytes:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(10)
@@ -65,3 +72,17 @@ def test_udp_time_service(launch: Callable[..., Running]) -> None:
     status, output = server.stop()
     assert status == 0
     assert "dropped a datagram" in output
+
+
+def test_custom_transport_refuses_a_host_past_its_limit(launch: Callable[..., Running]) -> None:
+    server = launch("examples/custom_transport.py", "--port", "0", "--limit", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+        held.sendall(b"first\n")
+        assert _line(held) == b"first\n"  # served, and held by its handler
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as refused:
+            assert refused.recv(100) == b""  # closed at accept time
+        held.sendall(b"again\n")
+        assert _line(held) == b"again\n"
+    status, output = server.stop()
+    assert status == 0
+    assert "refused a connection from 127.0.0.1: it holds 1 already (limit 1)" in output

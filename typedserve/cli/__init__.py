@@ -1,0 +1,113 @@
+"""The ``typedserve`` command: ``serve``, ``demo`` and ``check-config``.
+
+``typedserve serve MODULE:ATTR`` serves a handler class or calls a factory
+``ATTR(config) -> Server``. A handler class picks its transport (a stream handler gets TCP or a
+Unix stream socket, a datagram handler UDP or a Unix datagram socket) and its default strategy
+(``threads``; ``asyncio`` for a ``typedserve.aio.AsyncHandler``). The config is layered:
+defaults < ``--config FILE`` (TOML) < ``TYPEDSERVE_*`` environment variables < flags.
+
+Exit status:
+
+- 0: ``serve``/``demo`` stopped after SIGINT or SIGTERM (or after the main server's loop
+  returned on its own); ``check-config``: the file is valid.
+- 1: ``check-config``: the file is invalid or unreadable. ``serve``/``demo``: a second signal
+  ended the stop early, the stop outlasted its bound, a server's loop on another thread failed,
+  or serving failed unexpectedly (with a traceback).
+- 2: a mistake on the command line, in the config or in the target (not ``MODULE:ATTR``, not
+  importable, neither a handler class nor a factory, a handler class the command cannot serve,
+  a flag that does not fit it, a factory that raised or returned no ``Server``), or an address
+  that cannot be bound. One line names the flag, the field or the object (a config error: a
+  header, then one line per problem); no traceback (``-v`` logs the traceback of an exception
+  raised by the user's module or factory). All of it is checked before anything is bound,
+  except what a factory binds itself.
+- 130: SIGINT before serving began.
+
+Signals (``serve``, ``demo`` and :func:`run_until_signal`): the first SIGINT or SIGTERM begins
+the stop (so does the main server's loop returning on its own). Every server stops accepting at
+once, requests in flight get the server's ``shutdown.grace`` seconds, and at the deadline those
+still running are cut: their connections are shut down (a handler blocked reading or writing
+wakes up), their ``fork`` children or ``prefork`` workers are stopped. Then the servers are
+closed and the process exits 0. Whatever the handlers do, the process exits within
+``shutdown.grace`` + :data:`STOP_MARGIN` (5) seconds of the signal (the largest grace, with
+several servers):
+
+- 1 s after the grace, a handler still holding the main thread although its connection was cut
+  (an ``inline`` or async handler sleeping or computing, or blocking the event loop) is
+  interrupted by an exception raised where it is (for ``inline``, that place is logged).
+- 4 s after the grace, handler threads still running are abandoned (the servers are closed:
+  exit 0; the ``typedserve`` command only); if the servers have not stopped, the process
+  exits 1.
+
+A second SIGINT or SIGTERM while stopping exits 1 at once, without waiting for the grace: the
+exit closes the connections still open; a ``fork`` child goes on until its request ends and
+``prefork`` workers finish their own drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from typedserve.cli import commands
+from typedserve.cli.stopping import STOP_MARGIN, run_until_signal
+from typedserve.cli.targets import STRATEGY_NAMES, strategy_from_name
+
+# Here: the flags and main(). commands.py runs each subcommand, targets.py turns MODULE:ATTR
+# into a server, stopping.py serves until a signal and bounds the stop.
+
+__all__ = ["STOP_MARGIN", "STRATEGY_NAMES", "main", "run_until_signal", "strategy_from_name"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (see the module docstring)."""
+    args = _parser().parse_args(argv)  # a usage error exits 2 here, with argparse's message
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except commands.Rejected as exc:
+        print(f"typedserve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # SIGINT before the signal handlers were installed
+        print("typedserve: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="typedserve", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = subcommands.add_parser("serve", help="serve a handler class or a server factory")
+    serve.add_argument("target", metavar="MODULE:ATTR", help="handler class or factory(config)")
+    serve.add_argument("--config", metavar="FILE", help="TOML config file")
+    _add_address_flags(serve)
+    serve.add_argument("--udp", action="store_true", help="serve datagrams (UDP / Unix dgram)")
+    serve.add_argument(
+        "--strategy",
+        choices=STRATEGY_NAMES,
+        help="where handlers run (default: threads; asyncio for an async handler)",
+    )
+    serve.add_argument("--workers", type=int, metavar="N", help="size for pool/fork/prefork")
+    serve.set_defaults(command=commands.serve)
+
+    demo = subcommands.add_parser("demo", help="run the embedded echo server on TCP and UDP")
+    _add_address_flags(demo, unix=False)
+    demo.set_defaults(command=commands.demo)
+
+    check = subcommands.add_parser("check-config", help="validate a TOML config file")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(command=commands.check_config)
+    return parser
+
+
+def _add_address_flags(parser: argparse.ArgumentParser, *, unix: bool = True) -> None:
+    parser.add_argument("--host", help="listen on this host (IPv4/IPv6 literal or name)")
+    parser.add_argument("--port", type=int, help="listen on this port (0: any free port)")
+    if unix:
+        parser.add_argument("--unix", metavar="PATH", help="listen on this Unix socket path")

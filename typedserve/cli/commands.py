@@ -1,0 +1,129 @@
+"""What each ``typedserve`` subcommand does, once :func:`typedserve.cli.main` parsed its flags.
+
+``serve`` and ``demo`` check everything they can before binding (a mistake raises
+:class:`Rejected`: exit status 2), then serve until a signal (:mod:`typedserve.cli.stopping`).
+``check-config`` only reads and validates a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from typedserve.cli.stopping import format_address, serve_until_signal
+from typedserve.cli.targets import (
+    check_workers,
+    handler_shape,
+    import_target,
+    server_for_handler,
+    server_from_factory,
+)
+from typedserve.config import InetAddress, ServerConfig
+from typedserve.errors import ConfigError, TypedServeError
+from typedserve.server import Server
+from typedserve.transports import TCPTransport, UDPTransport
+
+__all__ = ["Rejected", "check_config", "demo", "serve"]
+
+
+class Rejected(Exception):
+    """A user mistake: printed as ``typedserve: <message>``, exit status 2."""
+
+
+@contextlib.contextmanager
+def _rejections() -> Iterator[None]:
+    """Turn what typedserve rejects while setting up (config, target, address) into exit 2."""
+    try:
+        yield
+    except (TypedServeError, OSError) as exc:
+        raise Rejected(str(exc)) from None
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "unix", None):
+        overrides = {"address.kind": "unix", "address.path": args.unix}
+    if args.host is not None or args.port is not None:
+        if overrides:
+            raise ConfigError("--unix cannot be combined with --host/--port")
+        overrides["address.kind"] = "inet"
+        if args.host is not None:
+            overrides["address.host"] = args.host
+        if args.port is not None:
+            overrides["address.port"] = args.port
+    return overrides
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``typedserve serve MODULE:ATTR``: build the target's server (see
+    :mod:`typedserve.cli.targets`), then serve it until a signal."""
+    with _rejections():
+        check_workers(args.workers)
+        config = ServerConfig.load(toml=args.config, overrides=_overrides(args))
+        target = import_target(args.target)
+        shape = handler_shape(args.target, target) if isinstance(target, type) else None
+        if shape is not None:
+            server = server_for_handler(shape, config, args)
+        else:
+            server = server_from_factory(args.target, target, config, args)
+    return serve_until_signal([server])
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``typedserve demo``: the embedded echo server on TCP and UDP (one port), until a signal."""
+    from typedserve.demo import DEMO_CONFIG, DatagramEcho, StreamEcho
+    from typedserve.strategies import ThreadPerRequest
+
+    with _rejections():
+        overrides = _overrides(args)
+        config = DEMO_CONFIG.with_overrides(overrides) if overrides else DEMO_CONFIG
+        tcp = Server(
+            config=config, transport=TCPTransport(), handler=StreamEcho, strategy=ThreadPerRequest()
+        )
+        try:
+            # The UDP echo shares the TCP port (the real one, when --port 0 asked for any).
+            assert isinstance(config.address, InetAddress)
+            udp_config = config.with_overrides({"address.port": tcp.address[1]})
+            udp = Server(config=udp_config, transport=UDPTransport(), handler=DatagramEcho)
+        except BaseException:
+            tcp.close()
+            raise
+    host, port = _client_host(tcp.address[0]), tcp.address[1]
+    print(
+        "typedserve demo: an echo server. Talk to it from another terminal:\n"
+        f"  TCP {format_address(tcp.address)}   printf 'hello\\n' | nc -N {host} {port}"
+        f"      (or: socat - TCP:{host}:{port})\n"
+        f"  UDP {format_address(udp.address)}   printf 'hello\\n' | nc -u -w1 {host} {port}"
+        f"   (or: socat - UDP:{host}:{port})\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    return serve_until_signal([tcp, udp])
+
+
+def _client_host(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+# -- check-config ---------------------------------------------------------------------------------
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``typedserve check-config FILE``: print the effective config (0) or what is wrong (1)."""
+    try:
+        config = ServerConfig.load(toml=args.file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"# {args.file}: valid. Effective config (defaults < file < TYPEDSERVE_* environment):")
+    print(config.model_dump_json(indent=2))
+    return 0
