@@ -792,7 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile()
     uvloop_ok = ensure_uvloop()
     strategies, ts_note = typedserve_strategies()
-    wrk = ensure_wrk()
+    http_jobs = ("stdlib http.server", "typedserve.compat http.server")
+    # Installing wrk (apt-get) only pays off when an http.server row will run.
+    wants_wrk = any(selected(only, "http.server", name) for name in http_jobs)
+    wrk = ensure_wrk() if wants_wrk else shutil.which("wrk")
     compat_ok = compat_available()
     specs = strategy_specs(strategies, uvloop_ok)
     servers = build_servers(uvloop_ok, specs)
