@@ -9,10 +9,12 @@ times and prints one table; the same table, with the machine description, goes t
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -55,6 +57,13 @@ SERIAL_STRATEGIES = frozenset({"Inline"})
 BOUNDED_STRATEGIES = frozenset({"ThreadPool", "Prefork", "ForkPerRequest"})
 
 IDLE_CONNS = 5000
+# The slow-clients row: silent and trickling connections held open while a normal client makes
+# sequential requests, each with its own timeout, within a budget for all of them.
+SLOW_SILENT = 300
+SLOW_TRICKLING = 300
+SLOW_REQUESTS = 200
+SLOW_TIMEOUT = 2.0
+SLOW_BUDGET = 20.0
 SERVER_CPU = "0"
 GEN_CPU = "1"
 
@@ -180,7 +189,7 @@ class Scenario:
     """One load shape. ``metric`` says what the numbers are; ``higher_better`` their sense."""
 
     name: str
-    kind: str  # "tcp", "udp", "idle", "shutdown", "http"
+    kind: str  # "tcp", "udp", "idle", "slow", "shutdown", "http"
     loadgen: tuple[str, ...] = ()
     baseline: str = "stdlib-ThreadingTCPServer"
     metric: str = "req/s"
@@ -239,6 +248,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         higher_better=False,
         needs_concurrency=True,
         conns=IDLE_CONNS,
+    ),
+    Scenario(
+        f"slow-clients {SLOW_SILENT + SLOW_TRICKLING}",
+        "slow",
+        (
+            *("--silent", str(SLOW_SILENT), "--trickling", str(SLOW_TRICKLING)),
+            *("--requests", str(SLOW_REQUESTS), "--timeout", f"{SLOW_TIMEOUT:g}"),
+            *("--budget", f"{SLOW_BUDGET:g}"),
+        ),
+        metric="p99 ms",
+        higher_better=False,
+        needs_concurrency=True,
+        conns=SLOW_SILENT + SLOW_TRICKLING,
     ),
     Scenario(
         "shutdown()", "shutdown", baseline="stdlib-TCPServer", metric="ms", higher_better=False
@@ -488,6 +510,107 @@ def settle_rss(pid: int) -> None:
         last = now
 
 
+def measure_slow_clients(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
+    """A normal client's p99 latency (answered requests) while slow clients hold connections
+    to a line echo server; a fresh server each repeat."""
+    result = Result(scenario, server.name)
+    answered: list[str] = []
+    still_open: list[str] = []
+    held: list[int] = []
+    failures: collections.Counter[str] = collections.Counter()
+    for _ in range(cfg.repeats):
+        with started(server.argv("lines"), f"{server.name}-lines", cfg.pin) as (pid, port):
+            out = run_slow_clients(scenario, result, pid, port, cfg.pin)
+        latencies = sorted(float(v) for v in out["latencies_ms"])
+        requests = int(out["requests"])
+        answered.append(f"{100.0 * len(latencies) / requests:.0f}")
+        result.errors += requests - len(latencies)
+        failures.update({str(k): int(v) for k, v in out["failures"].items()})
+        failures["not attempted (budget)"] += int(out["not_attempted"])
+        closed = int(out["silent_closed"]) + int(out["trickling_closed"])
+        still_open.append(str(scenario.conns - closed))
+        held.append(int(out["held"]))
+        if latencies:
+            result.values.append(percentile(latencies, 99))
+            result.p50_us.append(1000.0 * percentile(latencies, 50))
+            result.p99_us.append(1000.0 * percentile(latencies, 99))
+    notes = [f"answered {'/'.join(answered)} %"]
+    if result.p50_us:
+        notes.append(f"p50 {statistics.median(result.p50_us) / 1000:.2f} ms")
+    notes.append(f"slow conns open at the end {'/'.join(still_open)} of {scenario.conns}")
+    if min(held) < scenario.conns:
+        notes.append(f"server held only {'/'.join(map(str, held))} before the requests")
+    if failures.total():
+        notes.append(", ".join(f"{why} {n}" for why, n in failures.most_common() if n))
+    result.note = "; ".join(notes)
+    return result
+
+
+def run_slow_clients(
+    scenario: Scenario, result: Result, pid: int, port: int, pin: bool
+) -> dict[str, Any]:
+    """One repeat against a started server: ``slow_clients.py``'s result, plus ``held``: how
+    many more fds the server (and its worker processes) had open once the clients were up.
+
+    CPU is recorded over the whole repeat (the client's start, its slow connections, the
+    requests): the request phase alone lasts well under a second, a few clock ticks."""
+    time.sleep(0.3)  # as for idle: let the server (Prefork's workers) finish starting
+    fds_before = tree_fds(pid)
+    argv = [sys.executable, str(HERE / "slow_clients.py"), str(port), *scenario.loadgen]
+    srv0, all0, t0 = cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
+    client = subprocess.Popen(
+        pinned(GEN_CPU, argv, pin),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=HERE,
+    )
+    try:
+        assert client.stdout is not None and client.stdin is not None
+        if read_line(client.stdout, 60.0) is None:
+            raise RuntimeError("slow_clients never reported its connections")
+        held = wait_held(pid, fds_before + scenario.conns, timeout=3.0) - fds_before
+        client.stdin.write(b"go\n")
+        client.stdin.flush()
+        final = read_line(client.stdout, SLOW_BUDGET + SLOW_TIMEOUT + 30)
+        wall, srv = time.monotonic() - t0, cpu_seconds(pid) - srv0
+        if final is None:
+            raise RuntimeError("slow_clients gave no result")
+        out: dict[str, Any] = json.loads(final)
+        record_cpu(result, wall, float(out["cpu_s"]), srv, all0)
+        out["held"] = held
+        return out
+    finally:
+        try:
+            _, err = client.communicate(timeout=10)  # closes stdin: the client exits
+        except subprocess.TimeoutExpired:
+            client.kill()
+            _, err = client.communicate(timeout=10)
+        if client.returncode:
+            log(f"    slow_clients: {err.decode(errors='replace').strip()[-300:]}")
+
+
+def percentile(ordered: Sequence[float], pct: float) -> float:
+    """The nearest-rank percentile of sorted, non-empty ``ordered``."""
+    return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
+
+
+def tree_fds(pid: int) -> int:
+    """Open fds of ``pid`` and its descendants (Prefork's workers hold the connections)."""
+    return sum(open_fds(proc) for proc in descendants(pid))
+
+
+def wait_held(pid: int, fds: int, timeout: float) -> int:
+    """Wait (at most ``timeout`` s) until the server's process tree holds ``fds`` fds; the
+    count reached."""
+    for _ in range(max(1, int(timeout / 0.1))):
+        now = tree_fds(pid)
+        if now >= fds:
+            return now
+        time.sleep(0.1)
+    return tree_fds(pid)
+
+
 def measure_shutdown(scenario: Scenario, name: str, cfg: Settings) -> Result:
     result = Result(scenario, name)
     argv = [sys.executable, str(HERE / "shutdown_latency.py"), name]
@@ -719,14 +842,15 @@ def strategy_specs(strategies: dict[str, int | None], uvloop_ok: bool) -> dict[s
 
 def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[ServerSpec]:
     tcp, udp, both = frozenset({"tcp"}), frozenset({"udp"}), frozenset({"tcp", "udp"})
+    tcp_lines = frozenset({"tcp", "lines"})  # "lines": a line echo server (slow-clients row)
     servers = [
         ServerSpec("c-epoll", both, "c"),
         ServerSpec("stdlib-TCPServer", tcp, "stdlib", concurrent=False, idle_ok=False),
-        ServerSpec("stdlib-ThreadingTCPServer", tcp, "stdlib"),
+        ServerSpec("stdlib-ThreadingTCPServer", tcp_lines, "stdlib"),
         ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False, capacity=40),
         ServerSpec("stdlib-UDPServer", udp, "stdlib"),
         ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
-        ServerSpec("asyncio-streams", tcp, "asyncio"),
+        ServerSpec("asyncio-streams", tcp_lines, "asyncio"),
         ServerSpec("asyncio-protocol", both, "asyncio"),
     ]
     if uvloop_ok:
@@ -735,7 +859,7 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
         servers.append(
             ServerSpec(
                 f"typedserve-{name}",
-                both,
+                both | {"lines"},
                 "typedserve",
                 capacity=capacity,
                 concurrent=name.partition(":")[0] not in SERIAL_STRATEGIES,
@@ -792,7 +916,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile()
     uvloop_ok = ensure_uvloop()
     strategies, ts_note = typedserve_strategies()
-    wrk = ensure_wrk()
+    http_jobs = ("stdlib http.server", "typedserve.compat http.server")
+    # Installing wrk (apt-get) only pays off when an http.server row will run.
+    wants_wrk = any(selected(only, "http.server", name) for name in http_jobs)
+    wrk = ensure_wrk() if wants_wrk else shutil.which("wrk")
     compat_ok = compat_available()
     specs = strategy_specs(strategies, uvloop_ok)
     servers = build_servers(uvloop_ok, specs)
@@ -826,6 +953,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     skip(server.name, "bounded workers or a process per connection")
                 else:
                     jobs.append((server.name, server))
+        elif scenario.kind == "slow":
+            for server in servers:
+                if "lines" not in server.kinds:
+                    continue
+                if not server.concurrent:
+                    skip(server.name, "serves one connection at a time")
+                else:
+                    jobs.append((server.name, server))
         elif scenario.kind == "shutdown":
             names = ["stdlib-TCPServer", "stdlib-ThreadingTCPServer"]
             names += [f"typedserve-{s}" for s in specs]
@@ -848,6 +983,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result = measure_loadgen(scenario, job, cfg)
                 elif scenario.kind == "idle":
                     result = measure_idle(scenario, job, cfg)
+                elif scenario.kind == "slow":
+                    result = measure_slow_clients(scenario, job, cfg)
                 elif scenario.kind == "shutdown":
                     result = measure_shutdown(scenario, job, cfg)
                 else:

@@ -1,13 +1,16 @@
-"""Echo servers under test, one per process: ``python benchmarks/servers.py tcp|udp NAME``.
+"""Echo servers under test, one per process: ``python benchmarks/servers.py tcp|udp|lines NAME``.
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
-listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes).
+listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes;
+``lines``: one line per connection, read and written back, for the slow-clients row).
 A server exits by itself when its stdin reaches EOF (the controller closed it or died) or after
 ``--max-seconds``; the controller additionally kills its whole process group.
 
 NAME is one of ``stdlib-TCPServer``, ``stdlib-ThreadingTCPServer``, ``stdlib-ForkingTCPServer``,
 ``stdlib-UDPServer``, ``stdlib-ThreadingUDPServer``, ``asyncio-streams``, ``asyncio-protocol``,
-``uvloop-protocol`` or ``typedserve-<Strategy>`` (a class in ``typedserve.strategies``).
+``uvloop-protocol`` or ``typedserve-<Strategy>`` (a class in ``typedserve.strategies``). The
+``lines`` servers are ``stdlib-ThreadingTCPServer``, ``asyncio-streams`` and
+``typedserve-<Strategy>``; the typedserve ones keep the default config except the address.
 """
 
 from __future__ import annotations
@@ -67,6 +70,13 @@ class StdStreamEcho(socketserver.BaseRequestHandler):
             sock.sendall(data)
 
 
+class StdLineEcho(socketserver.StreamRequestHandler):
+    """One line in, the same line out; the server then closes the connection."""
+
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
 class StdDatagramEcho(socketserver.BaseRequestHandler):
     request: tuple[bytes, socket.socket]
 
@@ -107,12 +117,15 @@ STDLIB: dict[tuple[str, str], Callable[[], socketserver.TCPServer]] = {
     ("tcp", "stdlib-TCPServer"): lambda: StdTCPServer((HOST, 0), StdStreamEcho),
     ("tcp", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdStreamEcho),
     ("tcp", "stdlib-ForkingTCPServer"): lambda: StdForkingTCPServer((HOST, 0), StdStreamEcho),
+    ("lines", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdLineEcho),
     ("udp", "stdlib-UDPServer"): lambda: StdUDPServer((HOST, 0), StdDatagramEcho),
     ("udp", "stdlib-ThreadingUDPServer"): lambda: StdThreadingUDPServer((HOST, 0), StdDatagramEcho),
 }
 
 
 def run_stdlib(kind: str, name: str) -> None:
+    if (kind, name) not in STDLIB:
+        sys.exit(f"no {kind} server named {name!r}")
     with STDLIB[(kind, name)]() as server:
         announce(int(server.socket.getsockname()[1]))
         server.serve_forever()
@@ -126,6 +139,16 @@ async def streams_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+async def streams_line_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.write(await reader.readline())
+        await writer.drain()
     except OSError:
         pass
     finally:
@@ -161,8 +184,11 @@ async def serve_asyncio(kind: str, name: str) -> None:
         announce(transport.get_extra_info("sockname")[1])
         await asyncio.Event().wait()  # forever; the watchdog ends the process
         return
+    if kind == "lines" and name != "asyncio-streams":
+        sys.exit(f"no lines server named {name!r}")
     if name == "asyncio-streams":
-        server = await asyncio.start_server(streams_echo, HOST, 0, backlog=BACKLOG)
+        echo = streams_line_echo if kind == "lines" else streams_echo
+        server = await asyncio.start_server(echo, HOST, 0, backlog=BACKLOG)
     else:
         server = await loop.create_server(EchoProtocol, HOST, 0, backlog=BACKLOG)
     async with server:
@@ -244,6 +270,8 @@ def is_async(strategy: Any) -> bool:
 
 def typedserve_server(kind: str, spec: str) -> Any:
     """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``."""
+    if kind == "lines":
+        return typedserve_line_server(spec)
     ts = import_typedserve()
     strategy = make_strategy(spec)
     handler: Any
@@ -281,6 +309,37 @@ def typedserve_server(kind: str, spec: str) -> Any:
     return ts.Server(config=config, transport=transport, strategy=strategy, handler=handler)
 
 
+def typedserve_line_server(spec: str) -> Any:
+    """A bound typedserve line echo server with the strategy ``spec`` and the default config
+    except the address (what a user gets out of the box): a ``StreamHandler`` with
+    ``framing = Lines()``, or for ``AsyncIO`` an async handler that reads one line."""
+    ts = import_typedserve()
+    from typedserve.framing import Lines
+
+    strategy = make_strategy(spec)
+    handler: Any
+    if is_async(strategy):
+        from typedserve.aio.handlers import AsyncHandler  # type: ignore[import-not-found,unused-ignore]
+
+        class AsyncLineEcho(AsyncHandler):  # type: ignore[misc,type-arg,unused-ignore]
+            async def handle(self) -> None:
+                self.request.write(await self.request.readline())
+                await self.request.drain()
+
+        handler = AsyncLineEcho
+    else:
+
+        class LineEcho(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+            framing = Lines()
+
+            def handle(self) -> None:
+                self.wfile.write(self.rfile.readline())
+
+        handler = LineEcho
+    config = ts.ServerConfig.model_validate({"address": {"kind": "inet", "host": HOST, "port": 0}})
+    return ts.Server(config=config, transport=ts.TCPTransport(), strategy=strategy, handler=handler)
+
+
 def run_typedserve(kind: str, spec: str) -> None:
     with typedserve_server(kind, spec) as server:
         announce(server.address[1])
@@ -304,7 +363,7 @@ def default_concurrency(strategy: Any) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["tcp", "udp", "list-strategies"])
+    parser.add_argument("kind", choices=["tcp", "udp", "lines", "list-strategies"])
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     args = parser.parse_args()
