@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Final
 
+from typedserve.errors import StateError
 from typedserve.server import Server
 
 __all__ = ["STOP_MARGIN", "format_address", "run_until_signal", "serve_until_signal"]
@@ -56,9 +57,7 @@ def run_until_signal(servers: Sequence[AnyServer]) -> int:
 
 def _run_until_signal(servers: Sequence[AnyServer]) -> _Stop:
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError(
-            "run_until_signal() installs signal handlers: call it on the main thread"
-        )
+        raise StateError("run_until_signal() installs signal handlers: call it on the main thread")
     primary, *others = servers
     stop = _Stop(servers)
     previous = {sig: signal.signal(sig, stop.on_signal) for sig in _STOP_SIGNALS}
