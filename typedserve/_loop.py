@@ -39,7 +39,7 @@ from typedserve._serving import Serving
 from typedserve.admission import AcceptBackoff, Admission, AdmissionPolicy, log_backoff
 from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
-from typedserve.drain import DrainReport
+from typedserve.drain import SETTLE, DrainReport
 from typedserve.handlers import declared_framing, declares_speaks_first
 from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
@@ -47,10 +47,9 @@ from typedserve.strategies.base import Strategy
 from typedserve.transports.base import Transport
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
 
-__all__ = ["BATCH", "SETTLE", "SelectorLoop"]
+__all__ = ["BATCH", "SelectorLoop"]
 
 BATCH = 16  # requests taken per readiness event, so one busy listener cannot starve wake-ups
-SETTLE = 0.02  # after new connections are held: how long a drain keeps refusing stragglers
 
 
 class SelectorLoop(Reactor, Generic[RequestT]):

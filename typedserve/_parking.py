@@ -30,11 +30,12 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from typedserve._reactor import Reactor
 from typedserve._serving import Serving
 from typedserve.counters import ACCEPTED, FINISHED, SLOW
+from typedserve.drain import LINGER
 from typedserve.errors import FramingError
 from typedserve.framing import Framer, Framing
 from typedserve.requests import FramedRequest, StreamRequest
@@ -43,8 +44,6 @@ __all__ = ["LINGER", "Parking"]
 
 logger = logging.getLogger("typedserve.server")
 
-LINGER: Final = 2.0
-"""Seconds a refused connection is read and discarded, at most, before it is closed."""
 
 _WAIT, _FRAME, _LINGER = 0, 1, 2  # what a parked connection waits for
 _READ = 65_536

@@ -94,9 +94,9 @@ class ServerHost(Generic[RequestT]):
         """Count and verify ``request``."""
         return self._server._serving.admit(request)
 
-    def reject(self, request: RequestT) -> None:
-        """Turn ``request`` away cleanly."""
-        self._server._serving.reject(request)
+    def reject(self, request: RequestT) -> bool:
+        """Turn ``request`` away cleanly; whether the caller must linger, then close it."""
+        return self._server._serving.reject(request, linger=False)
 
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
         """Count and report an error."""

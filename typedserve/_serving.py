@@ -85,16 +85,21 @@ class Serving(Generic[RequestT]):
             request.close()
         return allowed
 
-    def reject(self, request: RequestT) -> None:
-        """Turn an admitted request away: busy hook, then a clean refusal."""
+    def reject(self, request: RequestT, *, linger: bool = True) -> bool:
+        """Turn an admitted request away: busy hook, then a clean refusal. Returns whether the
+        connection must still linger: then, with ``linger=False``, the caller lingers (reads
+        until the peer's EOF) and closes it; by default :attr:`linger` does."""
         self.counters.row[REJECTED] += 1
         if self._on_busy is not None:
             try:
                 self._on_busy(request)
             except Exception as exc:
                 self.report(exc, request.peer)
-        if request.refuse():
+        if not request.refuse():
+            return False
+        if linger:
             self.linger(request)
+        return True
 
     def submit_failed(self, exc: Exception, request: RequestT) -> None:
         """``strategy.submit`` raised: the request is still the server's to report and close."""

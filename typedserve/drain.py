@@ -15,7 +15,15 @@ from typing import TypeAlias
 
 from typedserve.requests import RequestT
 
-__all__ = ["RELEASE_WAIT", "BusyPolicy", "DrainReport", "log_report"]
+__all__ = ["LINGER", "RELEASE_WAIT", "SETTLE", "BusyPolicy", "DrainReport", "log_report"]
+
+SETTLE = 0.02
+"""After a drain holds new connections: how long it keeps refusing the stragglers whose
+handshakes were already answered (they complete within a round trip)."""
+
+LINGER = 2.0
+"""Seconds a refused connection is read and discarded, at most, before it is closed (its busy
+reply must not be destroyed by a reset)."""
 
 RELEASE_WAIT = 2.0
 """After a drain: how long closing waits for the threads (or worker processes) of requests that

@@ -66,8 +66,12 @@ class Host(Protocol[RequestT]):
     def admit(self, request: RequestT) -> bool:
         """Count ``request`` as accepted and apply the access policy; a refused one is closed."""
 
-    def reject(self, request: RequestT) -> None:
-        """Turn an admitted request away: the busy hook, then a clean refusal; counted."""
+    def reject(self, request: RequestT) -> bool:
+        """Turn an admitted request away: the busy hook, then a clean refusal; counted.
+
+        Returns ``True`` when the connection is still open (our FIN sent): the caller must
+        then *linger*, reading and discarding until the peer's EOF (or a short bound), and
+        close the request, so the peer reads the busy reply and never a reset."""
 
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
         """Count an error and pass it to the server's error policy (never raises)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
@@ -30,11 +31,12 @@ from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
 from typedserve.counters import FINISHED, SLOW
-from typedserve.drain import DrainReport
+from typedserve.drain import LINGER, SETTLE, DrainReport
 from typedserve.errors import StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
+from typedserve.transports.quiesce import hold_new_connections, queued_connections
 
 __all__ = ["RequestTable"]
 
@@ -84,6 +86,9 @@ class RequestTable:
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
+        # Refused connections read until their EOF, by fd: the call that closes each.
+        self._lingering: dict[int, Callable[[], None]] = {}
+        self._lingered: asyncio.Future[None] | None = None  # a drain waits for the last one
         self._fd = self._transport.fileno()
         self._reading = False
         self._accepting = False
@@ -158,9 +163,43 @@ class RequestTable:
                 continue
             if full or self._refusing:
                 self._refused += 1
-                host.reject(request)
+                if host.reject(request):
+                    self._linger(request)
                 continue
             self._start(request)
+
+    def _linger(self, request: Request) -> None:
+        """Read and discard a refused connection's input until its EOF (at most ``LINGER``
+        seconds), then close it: closing with unread input would reset the busy reply."""
+        conn = request.connection
+        if conn is None:
+            request.close()
+            return
+        loop, fd = self._loop, conn.fileno()
+
+        def readable() -> None:
+            try:
+                data = conn.recv(65_536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                done()
+
+        def done() -> None:
+            if self._lingering.pop(fd, None) is None:
+                return
+            loop.remove_reader(fd)
+            timer.cancel()
+            request.close()
+            waiter = self._lingered
+            if not self._lingering and waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        self._lingering[fd] = done
+        loop.add_reader(fd, readable)
+        timer = loop.call_later(LINGER, done)
 
     def _start(self, request: Request) -> None:
         # AsyncIO adapts the two built-in request kinds to its own (a stream attached to the
@@ -306,7 +345,10 @@ class RequestTable:
         """
         self.pause()
         self._refused = 0
-        self._take(max(self._backlog, _BATCH), pause_when_full=False)
+        deadline = self._loop.time() + grace
+        queued = queued_connections(self._fd)  # what was queued at the stop: served
+        held = hold_new_connections(self._fd)  # nobody new is established, then reset
+        self._take(max(self._backlog, _BATCH) if queued is None else queued, pause_when_full=False)
         running = set(self._tasks)
         self._refusing = True
         self._set_reading(True)
@@ -314,6 +356,11 @@ class RequestTable:
             pending: set[asyncio.Task[None]] = set()
             if running:
                 _, pending = await asyncio.wait(running, timeout=grace)
+            if held:  # handshakes answered before the hold complete now: refuse them too
+                await asyncio.sleep(min(SETTLE, max(0.0, deadline - self._loop.time())))
+            if self._lingering and (left := deadline - self._loop.time()) > 0:
+                self._lingered = self._loop.create_future()
+                await asyncio.wait([self._lingered], timeout=left)
             await self.close(pending)
         finally:
             self._refusing = False
@@ -335,6 +382,8 @@ class RequestTable:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        for done in list(self._lingering.values()):
+            done()
         for stream in [*self._flushing, *self._streams]:
             stream.abort()
         for _ in range(_CLOSE_ROUNDS):  # aborted transports close their sockets a round later
