@@ -82,6 +82,8 @@ def test_every_transport_serves_on_every_strategy(
 
 
 class RecordPeer(StreamHandler[list[tuple[PeerAddress, PeerAddress]]]):
+    speaks_first = True  # the client only reads
+
     def handle(self) -> None:
         self.state.append((self.request.peer, self.request.local))
         self.wfile.write(b"ok")

@@ -56,7 +56,7 @@ class RepliesOnAStream(StreamHandler):
 
 class UsesTheSocketFileOfADatagram(DatagramHandler):
     def handle(self) -> None:
-        self.request.deadline  # E: attr-defined: "Datagram" has no attribute "deadline"
+        self.request.frame  # E: attr-defined: "Datagram" has no attribute "frame"
 
 
 # Shared state of the wrong type, or missing.
