@@ -17,9 +17,9 @@ from typedserve import Server, ServerConfig, TCPTransport
 from typedserve.aio import AsyncHandler, AsyncStream
 from typedserve.config import InetAddress
 from typedserve.handlers import Handler, StreamHandler
+from typedserve.host import LoopHost
 from typedserve.requests import Datagram, StreamRequest
 from typedserve.strategies import Inline
-from typedserve.host import LoopHost
 
 READY = b"ready\n"
 
