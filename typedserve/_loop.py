@@ -10,7 +10,8 @@ accepting). A stream connection then waits in the loop until it has something to
 first byte, or a whole frame when the handler declares its framing) and only then goes to
 ``strategy.submit``. Accept errors that mean "out of fds or memory" pause accepting for the
 :class:`~typedserve.admission.AcceptBackoff` delay. A periodic sweep closes parked
-connections past their deadline and cuts running requests past ``timeouts.request``.
+connections past their deadline and cuts running requests past ``timeouts.request`` (for a
+serial strategy, whose handler holds the loop thread, a :class:`_DeadlineWatch` thread does).
 
 The drain lives here too (:meth:`SelectorLoop.drain`): the kernel stops establishing new
 connections (:mod:`typedserve._quiesce`), what was queued at the stop is served, parked
@@ -96,11 +97,14 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         )
         sweeps = timeouts.first_byte is not None or timeouts.request is not None
         self._next_sweep = time.monotonic() + self.parking.period if sweeps else None
+        self._watches_deadlines = strategy.serial and timeouts.request is not None
+        self._deadline_watch: _DeadlineWatch | None = None  # started by the first run
 
     # -- running ---------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Dispatch until a stop is requested."""
+        self._start_deadline_watch()
         stop = self.stop
         while not stop.requested:
             self.run_once(self.poll_timeout(None))
@@ -133,6 +137,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         """Wait up to ``timeout`` seconds (``None``: forever) for one request and dispatch it;
         whether one was dispatched (``False`` also when a stop is requested)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._start_deadline_watch()
         while not self.stop.requested:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -140,6 +145,12 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if self.run_once(self.poll_timeout(remaining), limit=1):
                 return True
         return False
+
+    def _start_deadline_watch(self) -> None:
+        """A serial strategy's handler runs on this thread, so the sweep cannot cut it: start
+        the thread that does (once; it lives until :meth:`close`)."""
+        if self._watches_deadlines and self._deadline_watch is None:
+            self._deadline_watch = _DeadlineWatch(self.parking.period, self.serving.cut_expired)
 
     def poll_timeout(self, timeout: float | None) -> float | None:
         """``timeout``, shortened to the next sweep or the end of an accept back-off."""
@@ -257,13 +268,18 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self.set_listening(False)
 
     def close(self) -> None:
-        """Close the parked connections, then the selector and the wake-up pair."""
+        """Stop the deadline watch; close the parked connections, then the selector and the
+        wake-up pair."""
+        if self._deadline_watch is not None:
+            self._deadline_watch.stop()
+            self._deadline_watch = None
         self.parking.close()
         super().close()
 
     def abandon(self) -> None:
         """In a forked child: release this process's copies of the loop's fds (the selector,
         the wake-up pair, parked connections) without ending anything the parent serves."""
+        self._deadline_watch = None  # the thread was not forked: nothing to stop here
         self.parking.abandon()
         super().close()
 
@@ -364,3 +380,25 @@ class _Watchdog:
     def cancel(self) -> None:
         self._timer.cancel()
         self._timer.join()
+
+
+class _DeadlineWatch:
+    """Cuts a serial strategy's running request once its ``timeouts.request`` deadline has
+    passed (checked every ``period`` seconds, as the loop's sweep does): its handler runs on the
+    loop thread, which cannot sweep while the handler waits on a socket it reads directly."""
+
+    def __init__(self, period: float, cut_expired: Callable[[float], None]) -> None:
+        self._period = period
+        self._cut_expired = cut_expired
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="typedserve-deadlines", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._period):
+            self._cut_expired(time.monotonic())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
