@@ -268,3 +268,41 @@ def test_tricklers_are_closed_at_the_request_budget_and_counted_as_slow(
         assert ask(server, b"echo:during") == echo
         stats = server.stats()
     assert (stats.slow_clients, stats.errors) == (TRICKLERS, 0)
+
+
+# -- a server that speaks first does not wait for the client -----------------------------------
+
+
+class Greeter(StreamHandler[dict[str, Any]]):
+    """Speaks first: a banner, then echoes one line."""
+
+    speaks_first = True
+
+    def handle(self) -> None:
+        self.wfile.write(b"hello\n")
+        self.wfile.write(self.rfile.readline())
+
+
+class AsyncGreeter(AsyncHandler[AsyncStream, dict[str, Any]]):
+    speaks_first = True
+
+    async def handle(self) -> None:
+        self.request.write(b"hello\n")
+        self.request.write(await self.request.readline())
+        await self.request.drain()
+
+
+def test_a_handler_that_speaks_first_greets_silent_clients(
+    make_server: MakeServer, strategy_case: StrategyCase, stream_case: TransportCase
+) -> None:
+    """``speaks_first`` handlers get their banner out to clients that say nothing, even with a
+    short ``timeouts.first_byte`` (which would close a silent client of any other handler)."""
+    greeter = AsyncGreeter if strategy_case.name == "AsyncIO" else Greeter
+    server = make_server(stream_case, handler=greeter, timeouts=Timeouts(first_byte=0.05))
+    with serve_in_thread(server), silent_clients(server.address, 3) as clients:
+        for index, client in enumerate(clients):  # in order: Inline serves one at a time
+            assert read_line(client) == b"hello"
+            client.sendall(b"%d\n" % index)
+            assert read_line(client) == b"%d" % index
+        stats = server.stats()
+    assert (stats.slow_clients, stats.errors) == (0, 0)
