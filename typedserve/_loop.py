@@ -311,14 +311,18 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 backlog = False
             self.parking.begin_drain()
             self._draining = True
+            # What went to the strategy so far (the backlog, parked connections that were
+            # ready); each run_once below counts its own dispatches from zero.
+            taken = self._dispatched
             settle = time.monotonic() + SETTLE if backlog and held else 0.0
             while (left := deadline - time.monotonic()) > 0:
                 busy = strategy.in_flight or self._waiting or self.parking.lingering
                 if not busy and time.monotonic() >= settle:
                     break
                 strategy.notify_when_available(self.waker.wake)
-                self.run_once(min(left, max(0.0, settle - time.monotonic())) if not busy else left)
-            taken, still_running = self._dispatched, strategy.in_flight
+                wait = min(left, max(0.0, settle - time.monotonic())) if not busy else left
+                taken += self.run_once(wait)
+            still_running = strategy.in_flight
             serving.cutting = bool(still_running)
             serving.cut_running()
             for request in self._waiting:
@@ -346,10 +350,10 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         batch = 1 if self.strategy.serial else BATCH
         while queued > 0 and time.monotonic() < deadline:
             taken = self._dispatch_ready(min(queued, batch), NEVER)
-            if not taken or self._paused:
-                break
             self._dispatched += taken
             queued -= taken
+            if not taken or self._paused:
+                break
         if self._paused:  # the strategy is full: what is still queued will be refused
             self._paused = False
             self.set_listening(True)
