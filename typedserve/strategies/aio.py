@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
+from typedserve._quiesce import hold_new_connections
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.loops import LoopName, loop_factory
 from typedserve.aio.table import RequestTable
@@ -70,6 +72,7 @@ class AsyncIO:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._table: RequestTable | None = None
         self._closed = False
+        self._undo_hold: Callable[[], None] | None = None  # a drain held new connections
 
     # -- what the server reads -------------------------------------------------------------------
 
@@ -104,6 +107,9 @@ class AsyncIO:
     def run(self, host: Host[Any]) -> None:
         """Run the event loop on this thread until ``host.stopping``; accept while it runs."""
         loop, table = self._attached()
+        if self._undo_hold is not None:  # serving again after a drain
+            self._undo_hold()
+            self._undo_hold = None
         loop.run_until_complete(self._serve(host, loop, table))
 
     @staticmethod
@@ -128,8 +134,15 @@ class AsyncIO:
             table.pause()
 
     def drain(self, host: Host[Any], grace: float) -> DrainReport:
-        """Serve the backlog, give requests in flight ``grace`` seconds, cancel the rest."""
+        """Serve the backlog, give requests in flight ``grace`` seconds, cancel the rest.
+
+        First the kernel stops establishing new connections (:mod:`typedserve._quiesce`), and
+        it goes on not establishing them after the drain: a connection it completed that no one
+        accepts would be reset when the server closes its listener.
+        """
         loop, table = self._attached()
+        if self._undo_hold is None:
+            self._undo_hold = hold_new_connections(host.transport.fileno(), host.config.backlog)
         return loop.run_until_complete(table.drain(grace))
 
     def close(self, timeout: float | None = None) -> int:
