@@ -309,8 +309,11 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 self.set_listening(False)
                 release()
                 backlog = False
-            self.parking.begin_drain()
+            # Draining first: what begin_drain reads from the listener is refused, not served
+            # (the backlog was taken above); past the deadline it reads nothing, so nothing
+            # starts that no one would cut (an Inline drain's watchdog has already fired).
             self._draining = True
+            self.parking.begin_drain(read=time.monotonic() < deadline)
             # What went to the strategy so far (the backlog, parked connections that were
             # ready); each run_once below counts its own dispatches from zero.
             taken = self._dispatched
