@@ -27,7 +27,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-__all__ = ["hold_new_connections", "queued_connections"]
+__all__ = ["hold_new_connections", "queued_connections", "release_new_connections"]
 
 _SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
@@ -80,19 +80,21 @@ def hold_new_connections(fd: int, backlog: int) -> Callable[[], None] | None:
         with _view(fd) as sock:
             if _is_tcp_listener(sock):
                 sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, _FPROG)
-                return lambda: _undo(fd, _detach_filter)
+                return lambda: release_new_connections(fd, backlog)
             if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM:
                 sock.listen(0)
-                return lambda: _undo(fd, lambda s: s.listen(backlog))
+                return lambda: release_new_connections(fd, backlog)
     except OSError:
         pass
     return None
 
 
-def _undo(fd: int, action: Callable[[socket.socket], None]) -> None:
+def release_new_connections(fd: int, backlog: int) -> None:
+    """Let the kernel establish new connections on the listener ``fd`` again, whoever held
+    them: the filter and the queue length belong to the socket, which processes forked from
+    one another share (a Prefork worker's drain holds the supervisor's listener too)."""
     with contextlib.suppress(OSError), _view(fd) as sock:
-        action(sock)
-
-
-def _detach_filter(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+        if _is_tcp_listener(sock):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)  # ENOENT if none: fine
+        elif sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM:
+            sock.listen(backlog)
