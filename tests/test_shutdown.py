@@ -150,6 +150,8 @@ def test_serve_forever_twice_at_once_is_refused(
 class Blocking(StreamHandler[dict[str, Any]]):
     """Signals ``started``, waits for ``release``, then replies and records it."""
 
+    speaks_first = True  # the client sends nothing: it waits for the reply
+
     def handle(self) -> None:
         self.state["started"].set()
         released = self.state["release"].wait(WAIT)
@@ -185,6 +187,8 @@ def test_close_waits_for_requests_in_flight(
 
 class WaitsForTheClient(StreamHandler[threading.Event]):
     """Signals it started, then waits for a byte the client never sends."""
+
+    speaks_first = True  # runs without waiting for the client's first byte
 
     def handle(self) -> None:
         self.state.set()

@@ -53,12 +53,12 @@ def tcp_server(strategy: Any, gate: Gate) -> Server[Any, Any]:
     )
 
 
-def ask(server_or_port: Server[Any, Any] | int, command: bytes) -> bytes:
+def ask(server_or_port: Server[Any, Any] | int, command: bytes, timeout: float = WAIT) -> bytes:
     """One command over a new connection; ``b""`` if the server closed or reset it."""
     if isinstance(server_or_port, int):
-        client = socket.create_connection(("127.0.0.1", server_or_port), timeout=WAIT)
+        client = socket.create_connection(("127.0.0.1", server_or_port), timeout=timeout)
     else:
-        client = connect(server_or_port, timeout=WAIT)
+        client = connect(server_or_port, timeout=timeout)
     with client:
         return send_and_read(client, command)
 
@@ -209,8 +209,11 @@ def test_sigterm_to_the_supervisor_drains_every_worker(gate: Gate) -> None:
         port = int(app.stdout.readline().split()[1])
         clients, pids = hold(port, gate, 2)
         app.send_signal(signal.SIGTERM)
-        for _ in range(10_000):  # until a new client is turned away: the workers are draining
-            if ask(port, b"echo:probe") == b"BUSY":
+        for _ in range(10_000):  # until a new client is turned away, or not even established
+            try:  # (a draining listener holds new connections): the workers are draining
+                if ask(port, b"echo:probe", timeout=0.2) == b"BUSY":
+                    break
+            except (TimeoutError, ConnectionRefusedError):
                 break
         gate.release()
         assert [send_and_read(client, b"") for client in clients] == [b"done", b"done"]
