@@ -56,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-_STRATEGY_PARAMS = ("strategy_name", "in_process_strategy_name")  # fixtures naming one
+# Fixtures naming one strategy (``strategy_case`` of tests/strategies: its str() is the name).
+_STRATEGY_PARAMS = ("strategy_name", "in_process_strategy_name", "strategy_case")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,7 +65,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         for mark in item.iter_markers("strategy_xfail"):
-            if mark.args[0] in (params.get(name) for name in _STRATEGY_PARAMS):
+            if mark.args[0] in (str(params[name]) for name in _STRATEGY_PARAMS if name in params):
                 item.add_marker(pytest.mark.xfail(strict=True, reason=mark.kwargs["reason"]))
 
 

@@ -10,7 +10,8 @@ accepting). A stream connection then waits in the loop until it has something to
 first byte, or a whole frame when the handler declares its framing) and only then goes to
 ``strategy.submit``. Accept errors that mean "out of fds or memory" pause accepting for the
 :class:`~typedserve.admission.AcceptBackoff` delay. A periodic sweep closes parked
-connections past their deadline and cuts running requests past ``timeouts.request``.
+connections past their deadline and cuts running requests past ``timeouts.request`` (for a
+serial strategy, whose handler holds the loop thread, a :class:`_DeadlineWatch` thread does).
 
 The drain lives here too (:meth:`SelectorLoop.drain`): the kernel stops establishing new
 connections (:mod:`typedserve.transports.quiesce`), what was queued at the stop is served, parked
@@ -94,11 +95,14 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         )
         sweeps = timeouts.first_byte is not None or timeouts.request is not None
         self._next_sweep = time.monotonic() + self.parking.period if sweeps else None
+        self._watches_deadlines = strategy.serial and timeouts.request is not None
+        self._deadline_watch: _DeadlineWatch | None = None  # started by the first run
 
     # -- running ---------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Dispatch until a stop is requested."""
+        self._start_deadline_watch()
         stop = self.stop
         while not stop.requested:
             self.run_once(self.poll_timeout(None))
@@ -131,6 +135,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         """Wait up to ``timeout`` seconds (``None``: forever) for one request and dispatch it;
         whether one was dispatched (``False`` also when a stop is requested)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._start_deadline_watch()
         while not self.stop.requested:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -138,6 +143,12 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if self.run_once(self.poll_timeout(remaining), limit=1):
                 return True
         return False
+
+    def _start_deadline_watch(self) -> None:
+        """A serial strategy's handler runs on this thread, so the sweep cannot cut it: start
+        the thread that does (once; it lives until :meth:`close`)."""
+        if self._watches_deadlines and self._deadline_watch is None:
+            self._deadline_watch = _DeadlineWatch(self.parking.period, self.serving.cut_expired)
 
     def poll_timeout(self, timeout: float | None) -> float | None:
         """``timeout``, shortened to the next sweep or the end of an accept back-off."""
@@ -255,13 +266,18 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self.set_listening(False)
 
     def close(self) -> None:
-        """Close the parked connections, then the selector and the wake-up pair."""
+        """Stop the deadline watch; close the parked connections, then the selector and the
+        wake-up pair."""
+        if self._deadline_watch is not None:
+            self._deadline_watch.stop()
+            self._deadline_watch = None
         self.parking.close()
         super().close()
 
     def abandon(self) -> None:
         """In a forked child: release this process's copies of the loop's fds (the selector,
         the wake-up pair, parked connections) without ending anything the parent serves."""
+        self._deadline_watch = None  # the thread was not forked: nothing to stop here
         self.parking.abandon()
         super().close()
 
@@ -290,16 +306,23 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 self.set_listening(False)
                 release()
                 backlog = False
-            self.parking.begin_drain()
+            # Draining first: what begin_drain reads from the listener is refused, not served
+            # (the backlog was taken above); past the deadline it reads nothing, so nothing
+            # starts that no one would cut (an Inline drain's watchdog has already fired).
             self._draining = True
+            self.parking.begin_drain(read=time.monotonic() < deadline)
+            # What went to the strategy so far (the backlog, parked connections that were
+            # ready); each run_once below counts its own dispatches from zero.
+            taken = self._dispatched
             settle = time.monotonic() + SETTLE if backlog and held else 0.0
             while (left := deadline - time.monotonic()) > 0:
                 busy = strategy.in_flight or self._waiting or self.parking.lingering
                 if not busy and time.monotonic() >= settle:
                     break
                 strategy.notify_when_available(self.waker.wake)
-                self.run_once(min(left, max(0.0, settle - time.monotonic())) if not busy else left)
-            taken, still_running = self._dispatched, strategy.in_flight
+                wait = min(left, max(0.0, settle - time.monotonic())) if not busy else left
+                taken += self.run_once(wait)
+            still_running = strategy.in_flight
             serving.cutting = bool(still_running)
             serving.cut_running()
             for request in self._waiting:
@@ -324,10 +347,10 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         batch = 1 if self.strategy.serial else BATCH
         while queued > 0 and time.monotonic() < deadline:
             taken = self._dispatch_ready(min(queued, batch), NEVER)
-            if not taken or self._paused:
-                break
             self._dispatched += taken
             queued -= taken
+            if not taken or self._paused:
+                break
         if self._paused:  # the strategy is full: what is still queued will be refused
             self._paused = False
             self.set_listening(True)
@@ -358,3 +381,25 @@ class _Watchdog:
     def cancel(self) -> None:
         self._timer.cancel()
         self._timer.join()
+
+
+class _DeadlineWatch:
+    """Cuts a serial strategy's running request once its ``timeouts.request`` deadline has
+    passed (checked every ``period`` seconds, as the loop's sweep does): its handler runs on the
+    loop thread, which cannot sweep while the handler waits on a socket it reads directly."""
+
+    def __init__(self, period: float, cut_expired: Callable[[float], None]) -> None:
+        self._period = period
+        self._cut_expired = cut_expired
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="typedserve-deadlines", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._period):
+            self._cut_expired(time.monotonic())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()

@@ -241,11 +241,13 @@ class Parking:
             self._serving.counters.add(FINISHED)
         _close(entry.conn)
 
-    def begin_drain(self) -> None:
-        """A drain starts: serve complete requests already here, refuse the pending ones,
-        close idle keep-alive connections; from now on nothing new is parked."""
+    def begin_drain(self, *, read: bool = True) -> None:
+        """A drain starts: serve complete requests already here (when ``read``: the drain's
+        deadline has not passed), refuse the pending ones, close idle keep-alive connections;
+        from now on nothing new is parked."""
         self.closing = True
-        self._reactor.wait_once(0)  # read what already arrived
+        if read:
+            self._reactor.wait_once(0)  # read what already arrived
         for entry in list(self._parked.values()):
             if entry.mode is _LINGER:
                 continue

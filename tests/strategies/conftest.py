@@ -68,8 +68,10 @@ def make_server(
 ) -> Iterator[MakeServer]:
     """Build a server for a transport case with the case's strategy and the command handler.
 
-    Keyword arguments override config fields (``limits``, ``timeouts``...) or pass server
-    options (``on_busy``). Servers still open at the end are closed before the leak check.
+    Keyword arguments override config fields (``limits``, ``timeouts``, ``backlog``,
+    ``shutdown``), the handler (``handler=``, e.g. the case's ``framed_handler``) or the
+    strategy (``strategy=``, an instance), or pass server options (``on_busy``). Servers still
+    open at the end are closed before the leak check.
     """
     made: list[Server[Any, Any]] = []
 
@@ -79,14 +81,19 @@ def make_server(
             if transport_case.name == "unix"
             else InetAddress()
         )
-        config_fields = {k: options.pop(k) for k in ("limits", "timeouts") if k in options}
+        config_fields = {
+            k: options.pop(k) for k in ("limits", "timeouts", "backlog", "shutdown") if k in options
+        }
+        default_handler = (
+            strategy_case.stream_handler
+            if transport_case.stream
+            else strategy_case.datagram_handler
+        )
         server: Server[Any, Any] = Server(
             config=ServerConfig(address=address, **config_fields),
             transport=transport_case.transport(),
-            handler=strategy_case.stream_handler
-            if transport_case.stream
-            else strategy_case.datagram_handler,
-            strategy=strategy_case.make(),
+            handler=options.pop("handler", default_handler),
+            strategy=options.pop("strategy", None) or strategy_case.make(),
             state={"gate": gate.address},
             **options,
         )

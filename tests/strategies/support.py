@@ -10,11 +10,15 @@ whose ``stream_handler``/``datagram_handler`` speak the same command protocol:
 - ``gate`` connects to the :class:`Gate` (address in ``state``), sends ``started <pid>``, waits
   for ``go`` and replies ``done``;
 - ``hold`` (stream only) sends ``started <pid>`` to the gate, then blocks reading the client
-  connection until it is cut, and replies nothing.
+  connection until it is cut, and replies nothing;
+- ``pid`` replies the pid of the process serving it.
 
 Stream requests are one line (``\\n``-terminated), replies one line; datagrams carry the
-command and the reply as the whole payload. The gate works across processes, so forked and
-prefork handlers are observed exactly like threads, without sleeping.
+command and the reply as the whole payload. Each case also names a ``framed_handler``: the
+same protocol on keep-alive connections, one line per request, for handlers whose
+connections wait in the server's loop between requests (``framing = Lines()``; an async
+handler waits on its event loop instead, holding no thread either). The gate works across
+processes, so forked and prefork handlers are observed exactly like threads, without sleeping.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typedserve import (
     UnixStreamTransport,
 )
 from typedserve.aio import AsyncHandler, AsyncStream
+from typedserve.framing import Lines
 from typedserve.strategies.base import Strategy
 
 WAIT = 10.0
@@ -110,6 +115,8 @@ def run_command(command: bytes, state: dict[str, Any]) -> bytes:
         with report_to_gate(state["gate"]) as conn:
             conn.recv(10)
         return b"done"
+    if command == b"pid":
+        return b"%d" % os.getpid()
     raise ValueError(f"unknown command {command!r}")
 
 
@@ -122,6 +129,22 @@ class CommandStream(StreamHandler[dict[str, Any]]):
             with report_to_gate(self.state["gate"]):
                 self.rfile.read()  # until the connection is cut (or the client leaves)
             return
+        self.wfile.write(run_command(command, self.state) + b"\n")
+
+
+FRAME_LIMIT = 1024
+"""The longest line :class:`FramedCommandStream` accepts, newline included."""
+
+
+class FramedCommandStream(StreamHandler[dict[str, Any]]):
+    """The command protocol with ``framing = Lines()``: the server's loop reads each line (and
+    holds the connection, with no worker, until one is complete), one handler per line, and
+    the connection stays open for the next."""
+
+    framing = Lines(max_length=FRAME_LIMIT)
+
+    def handle(self) -> None:
+        command = self.rfile.readline().strip()
         self.wfile.write(run_command(command, self.state) + b"\n")
 
 
@@ -173,6 +196,18 @@ class CommandAsyncStream(AsyncHandler[AsyncStream, dict[str, Any]]):
         await stream.drain()
 
 
+class CommandAsyncLines(AsyncHandler[AsyncStream, dict[str, Any]]):
+    """The command protocol on a keep-alive connection, one line per request, as an async
+    handler (the async counterpart of :class:`FramedCommandStream`: async handlers declare
+    no framing, and a connection waiting for its next line costs no thread)."""
+
+    async def handle(self) -> None:
+        stream = self.request
+        while command := (await stream.readline()).strip():
+            stream.write(await run_command_async(command, self.state) + b"\n")
+            await stream.drain()
+
+
 class CommandAsyncDatagram(AsyncHandler[Datagram, dict[str, Any]]):
     """The command protocol over datagrams, as an async handler."""
 
@@ -194,6 +229,7 @@ class StrategyCase:
     in_process: bool = True
     stream_handler: Any = CommandStream
     datagram_handler: Any = CommandDatagram
+    framed_handler: Any = FramedCommandStream
 
     def __str__(self) -> str:
         return self.name
@@ -211,6 +247,7 @@ STRATEGY_CASES = [
         4,
         stream_handler=CommandAsyncStream,
         datagram_handler=CommandAsyncDatagram,
+        framed_handler=CommandAsyncLines,
     ),
 ]
 

@@ -13,6 +13,10 @@ SIGCHLD handler, so no zombie outlives its loop iteration; the parent then close
 the request (a framed connection goes back to the loop for its next request). A child closes
 its copies of the other children's connections and of the connections the loop holds.
 
+Deadlines: no loop runs in a child, so the child itself cuts its request at its
+``timeouts.request`` deadline (a timer thread), as the loop's sweep does for in-process
+handlers.
+
 Limits: at most ``max_children`` children run at once (``capacity``): the server stops
 accepting at the limit (or rejects, per ``limits.overload``); a direct ``submit`` beyond it
 blocks until a child exits rather than forking more.
@@ -32,6 +36,7 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -146,7 +151,10 @@ class ForkPerRequest(Strategy):
             host.after_fork(loop=False, keep_listener=conn is None)
             if conn is not None:
                 close_inherited_clients(host.transport.address, keep=(conn.fileno(),))
+            watch = _cut_at_deadline(request)
             serve(request)
+            if watch is not None:
+                watch.cancel()
             status = 0
         finally:
             with contextlib.suppress(BaseException):
@@ -224,3 +232,16 @@ class ForkPerRequest(Strategy):
             self._wait_for_exits(None)
         self._stopping = False
         return killed
+
+
+def _cut_at_deadline(request: Request) -> threading.Timer | None:
+    """In a request child: a timer that cuts ``request`` at its deadline (``timeouts.request``).
+    No loop runs in the child to sweep it, and a handler reading the socket directly (not
+    through ``rfile``) would otherwise outlive its budget as long as the client trickles."""
+    deadline = request.deadline
+    if deadline is None:
+        return None
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), request.cut)
+    timer.daemon = True  # the child leaves with os._exit: nothing waits for it
+    timer.start()
+    return timer

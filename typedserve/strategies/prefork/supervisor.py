@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from typedserve.drain import RELEASE_WAIT, DrainReport
+from typedserve.errors import ServerClosedError
 from typedserve.host import LoopHost
 from typedserve.strategies._forked import FdBaseline, describe_status, flush_stdio
 from typedserve.strategies.prefork.messages import (
@@ -36,7 +37,7 @@ from typedserve.strategies.prefork.messages import (
 from typedserve.strategies.prefork.processes import WorkerProcess
 from typedserve.strategies.prefork.restarts import RestartLimit
 from typedserve.strategies.prefork.worker import WorkerStart
-from typedserve.transports.quiesce import hold_new_connections
+from typedserve.transports.quiesce import hold_new_connections, release_new_connections
 
 __all__ = ["Supervisor"]
 
@@ -122,19 +123,28 @@ class Supervisor:
             self._selector = selectors.DefaultSelector()
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        if self._stop_sent:  # serving again: the workers' drains held the shared listener
+            self._release_listener(host)
         self._stop_sent = False
         if not self._hooked:
             self._hooked = True
             host.on_stop(lambda: self._poke(Wakeup.STOP))
-        latched = host.stopping  # a stop came before the loop: start no worker only to stop it
-        for _ in range(
-            0 if latched else self.workers - sum(not w.stopping for w in self._live.values())
-        ):
-            self._spawn()
+        if not host.stopping:  # a stop that came first: no workers to start only to stop them
+            for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
+                self._spawn()
         while not host.stopping:
             self._supervise_once(self._next_restart_delay())
         self._stop_grace = host.grace
         self._send_stop()
+
+    @staticmethod
+    def _release_listener(host: LoopHost[Any]) -> None:
+        try:
+            fd = host.transport.fileno()
+        except ServerClosedError:
+            return
+        if fd >= 0:  # -1: released (reuse_port), each worker binds a listener of its own
+            release_new_connections(fd, host.config.backlog)
 
     def _poke(self, wakeup: Wakeup) -> None:
         with contextlib.suppress(OSError):  # full: a wake-up is pending; closed: nobody waits
@@ -258,6 +268,10 @@ class Supervisor:
             self._reports.append(worker.report)
         elif worker.stopping:  # stopped without a report (killed, crashed): all it had is cut
             self._reports.append(DrainReport(cut=lost))
+        if worker.stopping and not self._stop_sent:
+            # A worker of a stopped generation drained while a new one serves: its drain held
+            # the shared listener, which the new workers need.
+            self._release_listener(host)
         if not worker.stopping:
             logger.warning(
                 "worker %d died (%s), losing %d request(s); replacing it",
