@@ -270,11 +270,6 @@ def test_a_drain_under_arrivals_resets_nobody(
     Inline holds no request in flight (its handler would hold the stop too); a Prefork worker
     drains as soon as the loop stops, so nothing queues before its drain.
     """
-    if strategy_case.name == "AsyncIO" and stream_case.name == "unix":
-        pytest.skip(
-            "AsyncIO refuses without lingering (the strict xfail of test_a_refused_client_...): "
-            "a Unix arrival refused before it sends reads EPIPE or ECONNRESET, at random"
-        )
     server = make_server(stream_case, on_busy=busy, shutdown=ShutdownConfig(grace=WAIT))
     in_flight = 0 if strategy_case.name == "Inline" else min(strategy_case.concurrency, 2)
     queues = strategy_case.name != "Prefork"
@@ -354,12 +349,6 @@ def test_a_client_arriving_between_a_drain_and_close_is_not_reset(
                 assert read_to_eof(late) in (b"", BUSY)  # not ECONNRESET
 
 
-@pytest.mark.strategy_xfail(
-    "AsyncIO",
-    reason="AsyncIO closes a refused connection at once (no selector loop sets Serving.linger; "
-    "aio/table.py would have to read and discard until the peer's end): a request sent after "
-    "the busy reply meets a closed socket, and the client reads ECONNRESET or EPIPE",
-)
 def test_a_refused_client_that_sends_after_the_busy_reply_reads_a_clean_end(
     make_server: MakeServer, gate: Gate, strategy_case: StrategyCase, stream_case: TransportCase
 ) -> None:
