@@ -255,6 +255,7 @@ def read_to_eof(client: socket.socket) -> bytes:
 
 @pytest.mark.parametrize("how", ["shutdown", "close"])
 def test_a_drain_under_arrivals_resets_nobody(
+    request: pytest.FixtureRequest,
     make_server: MakeServer,
     gate: Gate,
     strategy_case: StrategyCase,
@@ -270,6 +271,14 @@ def test_a_drain_under_arrivals_resets_nobody(
     Inline holds no request in flight (its handler would hold the stop too); a Prefork worker
     drains as soon as the loop stops, so nothing queues before its drain.
     """
+    if stream_case.name == "unix":
+        # Not strict: it usually holds. A Unix listener's queue length cannot be read (TCP's
+        # comes from TCP_INFO), so the drain bounds its backlog pass by the configured backlog,
+        # and listen(0) still lets one arrival at a time in: under arrivals that never stop the
+        # pass can keep serving late arrivals while earlier ones wait past their 10 s timeout.
+        request.applymarker(
+            pytest.mark.xfail(strict=False, reason="Unix listeners: queued-at-stop is unknown")
+        )
     server = make_server(stream_case, on_busy=busy, shutdown=ShutdownConfig(grace=WAIT))
     in_flight = 0 if strategy_case.name == "Inline" else min(strategy_case.concurrency, 2)
     queues = strategy_case.name != "Prefork"
