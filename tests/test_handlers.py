@@ -249,9 +249,9 @@ class DefaultOptions(StreamHandler[dict[str, Any]]):
     ("timeouts_", "expected"),
     [
         (Timeouts(request=None), None),
-        (Timeouts(), 60),  # the default request budget
+        (Timeouts(), None),  # the request budget is the loop's cut, not a socket timeout
         (Timeouts(idle=9, request=None), 9),
-        (Timeouts(idle=9, request=4), 4),
+        (Timeouts(idle=9, request=4), 9),
     ],
 )
 def test_accepted_sockets_get_the_idle_timeout_and_keep_nagle_by_default(

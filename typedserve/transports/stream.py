@@ -19,8 +19,9 @@ __all__ = ["StreamTransport"]
 class StreamTransport:
     """A listening stream socket; each accepted connection is a :class:`StreamRequest`.
 
-    Accepted sockets are blocking, with the config's ``timeouts.idle`` (or the request
-    deadline, whichever is shorter) as their timeout. Subclasses fix the address families.
+    Accepted sockets are blocking, with the config's ``timeouts.idle`` as their timeout (the
+    request budget is enforced by the server's loop, which cuts a request past it, so a plain
+    ``recv`` stays one system call). Subclasses fix the address families.
     """
 
     families: ClassVar[frozenset[int]] = frozenset({socket.AF_INET, socket.AF_INET6})
@@ -48,7 +49,9 @@ class StreamTransport:
         self._socket, self._cleanup = listener.socket, listener.cleanup
         self._backlog = config.backlog
         idle, request = config.timeouts.idle, config.timeouts.request
-        self._timeout = min((t for t in (idle, request) if t is not None), default=None)
+        # Only ``idle`` bounds each socket operation: the request budget is enforced by the
+        # loop's sweep (a cut), so a blocking recv stays one syscall (no poll before it).
+        self._timeout = idle
         self._request_seconds = request
         self._address = self._socket.getsockname()
         self._kind = (int(self._socket.family), int(self._socket.type), self._socket.proto)
