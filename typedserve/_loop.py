@@ -27,6 +27,7 @@ rather than sharing its parent's kernel objects.
 from __future__ import annotations
 
 import collections
+import logging
 import selectors
 import threading
 import time
@@ -40,7 +41,7 @@ from typedserve._serving import Serving
 from typedserve.admission import AcceptBackoff, Admission, AdmissionPolicy, log_backoff
 from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
-from typedserve.drain import SETTLE, DrainReport
+from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
 from typedserve.handlers import declared_framing, declares_speaks_first
 from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
@@ -49,6 +50,8 @@ from typedserve.transports.base import Transport
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
 
 __all__ = ["BATCH", "SelectorLoop"]
+
+logger = logging.getLogger("typedserve.server")
 
 BATCH = 16  # requests taken per readiness event, so one busy listener cannot starve wake-ups
 
@@ -173,9 +176,11 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             serving.counters.row,
             self.policy,
         )
+        bound = policy.limit  # None: nothing to check per request
         dispatched = 0
         while dispatched < limit and not stop.requested:
-            full = policy.full(strategy.in_flight)
+            # policy.full(strategy.in_flight), inlined: two Python-level calls per request
+            full = bound is not None and strategy.in_flight >= bound
             if full and policy.pause_when_full:
                 self._pause()
                 break
@@ -311,17 +316,33 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             # starts that no one would cut (an Inline drain's watchdog has already fired).
             self._draining = True
             self.parking.begin_drain(read=time.monotonic() < deadline)
+            logger.debug(
+                "draining %s: %d request(s) running, %d pending in the loop",
+                self.transport.address,
+                strategy.in_flight,
+                self.parking.pending,
+            )
             # What went to the strategy so far (the backlog, parked connections that were
             # ready); each run_once below counts its own dispatches from zero.
             taken = self._dispatched
-            settle = time.monotonic() + SETTLE if backlog and held else 0.0
-            while (left := deadline - time.monotonic()) > 0:
-                busy = strategy.in_flight or self._waiting or self.parking.lingering
-                if not busy and time.monotonic() >= settle:
+            now = time.monotonic()
+            settle = now + SETTLE if backlog and held else 0.0
+            pending_until = min(deadline, now + PENDING_WAIT)
+            parking = self.parking
+            while (now := time.monotonic()) < deadline:
+                if now >= pending_until and parking.pending:
+                    parking.refuse_pending()
+                busy = strategy.in_flight or self._waiting or parking.lingering or parking.pending
+                if not busy and now >= settle:
                     break
                 strategy.notify_when_available(self.waker.wake)
-                wait = min(left, max(0.0, settle - time.monotonic())) if not busy else left
-                taken += self.run_once(wait)
+                wake_at = deadline
+                if parking.pending:
+                    wake_at = pending_until
+                elif not busy:
+                    wake_at = settle
+                taken += self.run_once(max(0.0, min(deadline, wake_at) - now))
+            parking.refuse_pending()  # past the deadline: nothing pending starts now
             still_running = strategy.in_flight
             serving.cutting = bool(still_running)
             serving.cut_running()

@@ -47,6 +47,7 @@ logger = logging.getLogger("typedserve.server")
 
 _WAIT, _FRAME, _LINGER = 0, 1, 2  # what a parked connection waits for
 _READ = 65_536
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class _Parked:
@@ -89,6 +90,7 @@ class Parking:
         self._out: dict[int, _Parked] = {}  # by id(socket): a frame being served
         self._returned: collections.deque[FramedRequest] = collections.deque()
         self._probe = select.poll()
+        self._peeked = bytearray(1)  # where a readiness peek puts the byte it copies
         self.closing = False  # draining: connections given back are closed, not parked
         shortest = min((t for t in (first_byte, budget) if t is not None), default=1.0)
         self.period = min(1.0, max(0.01, shortest / 10))
@@ -105,7 +107,16 @@ class Parking:
         """A connection just accepted and admitted: ``True`` if it is ready for a worker now
         (an unframed handler and input already there); otherwise the loop holds it."""
         if self._framing is None:
-            if self._readable(request.socket):
+            conn = request.socket
+            if not conn.gettimeout():  # blocking: peek without waiting, one system call
+                try:
+                    conn.recv_into(self._peeked, 1, _PEEK)
+                    return True  # input (or EOF) is there
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return True  # reset: the handler sees it
+            elif self._readable(conn):
                 return True
             self._hold(_Parked(request, _WAIT, None), _after(self._first_byte))
             return False
@@ -124,6 +135,8 @@ class Parking:
         self._hold(entry, _after(LINGER))
 
     def _readable(self, conn: socket.socket) -> bool:
+        """Whether ``conn`` has input (or EOF, or an error) now; never waits. (A peek would
+        wait first on a socket with a timeout: CPython polls before each call then.)"""
         probe, fd = self._probe, conn.fileno()
         probe.register(fd, select.POLLIN)
         ready = probe.poll(0)
@@ -242,24 +255,40 @@ class Parking:
         _close(entry.conn)
 
     def begin_drain(self, *, read: bool = True) -> None:
-        """A drain starts: serve complete requests already here (when ``read``: the drain's
-        deadline has not passed), refuse the pending ones, close idle keep-alive connections;
-        from now on nothing new is parked."""
+        """A drain starts: from now on nothing new is parked. Serve complete requests already
+        here and close idle keep-alive connections; with ``read`` (the drain's deadline has not
+        passed) a connection whose request is pending (no first byte yet, or a frame begun)
+        stays parked, to be served if it completes before :meth:`refuse_pending`; without,
+        it is refused now."""
         self.closing = True
         if read:
             self._reactor.wait_once(0)  # read what already arrived
         for entry in list(self._parked.values()):
             if entry.mode is _LINGER:
                 continue
-            self._release(entry)
-            pending = entry.counted or (entry.framer is not None and entry.framer.buffered > 0)
-            if not pending:
+            if not _is_pending(entry):
+                self._release(entry)
                 _close(entry.conn)  # idle between requests: an orderly end
-                continue
-            if not entry.counted:
-                self._serving.counters.row[ACCEPTED] += 1
-            entry.conn.settimeout(entry.timeout)
-            self._serving.reject(entry.request)
+            elif not read:
+                self._refuse(entry)
+
+    @property
+    def pending(self) -> int:
+        """Parked connections whose request has begun or is promised (a client that connected
+        has not sent its first byte yet, or a frame is incomplete)."""
+        return sum(1 for entry in self._parked.values() if _is_pending(entry))
+
+    def refuse_pending(self) -> None:
+        """Turn away the pending requests still parked (busy hook, FIN, linger)."""
+        for entry in [entry for entry in self._parked.values() if _is_pending(entry)]:
+            self._refuse(entry)
+
+    def _refuse(self, entry: _Parked) -> None:
+        self._release(entry)
+        if not entry.counted:
+            self._serving.counters.row[ACCEPTED] += 1
+        entry.conn.settimeout(entry.timeout)
+        self._serving.reject(entry.request)
 
     @property
     def lingering(self) -> int:
@@ -279,6 +308,12 @@ class Parking:
         for entry in list(self._parked.values()):
             self._drop(entry)
         self.closing = True
+
+
+def _is_pending(entry: _Parked) -> bool:
+    if entry.mode is _LINGER:
+        return False
+    return entry.counted or (entry.framer is not None and entry.framer.buffered > 0)
 
 
 def _close(conn: socket.socket) -> None:

@@ -15,11 +15,25 @@ from typing import TypeAlias
 
 from typedserve.requests import RequestT
 
-__all__ = ["LINGER", "RELEASE_WAIT", "SETTLE", "BusyPolicy", "DrainReport", "log_report"]
+__all__ = [
+    "LINGER",
+    "PENDING_WAIT",
+    "RELEASE_WAIT",
+    "SETTLE",
+    "BusyPolicy",
+    "DrainReport",
+    "log_report",
+]
 
 SETTLE = 0.02
 """After a drain holds new connections: how long it keeps refusing the stragglers whose
 handshakes were already answered (they complete within a round trip)."""
+
+PENDING_WAIT = 1.0
+"""In a drain, at most (and within the grace): how long a connection accepted before the stop
+that has not sent its request yet (or not all of it) is still waited for and served. A client
+sends right after it connects; one still silent after this is refused (busy hook, FIN), so a
+silent client cannot stretch a drain to its full grace."""
 
 LINGER = 2.0
 """Seconds a refused connection is read and discarded, at most, before it is closed (its busy

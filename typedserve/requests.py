@@ -182,15 +182,11 @@ class Datagram:
         """Send ``data`` as one datagram to :attr:`peer` from the server's socket."""
         self.socket.sendto(data, self.peer)
 
-    @property
-    def connection(self) -> None:
-        """``None``: a datagram shares the server's socket."""
-        return None
-
-    @property
-    def deadline(self) -> None:
-        """``None``: a datagram is served at once, with no deadline of its own."""
-        return None
+    # Plain class attributes, not properties: the loop reads both once per datagram.
+    connection = None
+    """``None``: a datagram shares the server's socket."""
+    deadline = None
+    """``None``: a datagram is served at once, with no deadline of its own."""
 
     def close(self) -> None:
         """Nothing to release: the socket is the server's."""
@@ -212,6 +208,12 @@ _new = object.__new__
 
 def _slot_setters(cls: type[Any], *names: str) -> tuple[Any, ...]:
     return tuple(vars(cls)[name].__set__ for name in names)
+
+
+# The loop reads ``request.connection`` once per request: on a stream request it is served
+# by the ``socket`` slot's own descriptor (no Python-level call); the property above is its
+# typed declaration and the same value.
+StreamRequest.connection = vars(StreamRequest)["socket"]  # type: ignore[method-assign]
 
 
 _set_conn, _set_conn_peer, _set_deadline = _slot_setters(

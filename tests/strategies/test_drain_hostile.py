@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import selectors
 import socket
 import struct
@@ -393,3 +394,69 @@ def test_a_refused_client_that_sends_after_the_busy_reply_reads_a_clean_end(
             assert read_to_eof(held) == b"done\n"
         stats = server.stats()
     assert stats.rejected == 3
+
+
+class _DrainStarted(logging.Handler):
+    """Sets an event when the selector loop logs that its drain has begun."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("draining "):
+            self.event.set()
+
+
+@pytest.mark.parametrize("framed", [False, True], ids=["unframed", "framed"])
+def test_a_client_that_connected_before_the_stop_and_sends_during_the_drain_is_served(
+    make_server: MakeServer,
+    strategy_case: StrategyCase,
+    stream_case: TransportCase,
+    framed: bool,
+) -> None:
+    """A client connects, the drain begins, only then does it send its request: it is served
+    (the drain waits for it, up to ``PENDING_WAIT``), not refused. This is every client that
+    connected just before a stop or a worker's rolling restart. A client that stays silent is
+    refused with the busy reply and a clean end once ``PENDING_WAIT`` has passed."""
+    if not strategy_case.in_process or strategy_case.name == "AsyncIO":
+        pytest.skip("the drain runs in a worker process (or on the AsyncIO table): no log here")
+    handler = {"handler": strategy_case.framed_handler} if framed else {}
+    server = make_server(stream_case, on_busy=busy, **handler)
+    started = _DrainStarted()
+    log = logging.getLogger("typedserve.server")
+    log.addHandler(started)
+    level = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        with serve_in_thread(server):
+            early = connect(server, timeout=WAIT)
+            silent = connect(server, timeout=WAIT)
+            with early, silent:
+                # Both are accepted (and parked, waiting for their first byte) once a request
+                # made after them has been served: the loop takes connections in order.
+                assert ask_once(server, b"echo:probe") == b"probe"
+                stopping = threading.Thread(target=server.shutdown, kwargs={"grace": WAIT})
+                stopping.start()
+                try:
+                    assert started.event.wait(WAIT)
+                    early.sendall(b"echo:early\n")
+                    assert read_to_eof(early) == b"early\n"
+                    assert read_to_eof(silent) == BUSY  # refused after PENDING_WAIT, cleanly
+                finally:
+                    stopping.join(WAIT)
+    finally:
+        log.removeHandler(started)
+        log.setLevel(level)
+    assert server.stats().rejected == 1
+
+
+def ask_once(server: Server[Any, Any], command: bytes) -> bytes:
+    """One request on a new connection: its reply line, without the newline (a framed
+    handler keeps the connection open after it)."""
+    with connect(server, timeout=WAIT) as client:
+        client.sendall(command + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n") and (chunk := client.recv(4096)):
+            reply += chunk
+        return reply.rstrip(b"\n")

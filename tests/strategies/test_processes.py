@@ -73,11 +73,19 @@ def send_and_read(client: socket.socket, command: bytes) -> bytes:
 
 
 def hold(port: int, gate: Gate, count: int) -> tuple[list[socket.socket], list[int]]:
-    """``count`` requests held at the gate: their client sockets and their handlers' pids."""
-    clients = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(count)]
-    for client in clients:
+    """``count`` requests held at the gate: their client sockets and their handlers' pids.
+
+    One at a time: each connects only once the previous handler runs. A worker whose threads
+    are all busy has stopped accepting by then, so with one thread per worker each request
+    lands in a different worker. (Connected all at once, one worker could accept several
+    before any sent its bytes, parking them until they do.)"""
+    clients, pids = [], []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        clients.append(client)
         client.sendall(b"gate\n")
-    return clients, gate.wait_started(count)
+        pids += gate.wait_started(1)
+    return clients, pids
 
 
 # -- Prefork ---------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ the request (a framed connection goes back to the loop for its next request). A 
 its copies of the other children's connections and of the connections the loop holds.
 
 Deadlines: no loop runs in a child, so the child itself cuts its request at its
-``timeouts.request`` deadline (a timer thread), as the loop's sweep does for in-process
-handlers.
+``timeouts.request`` deadline (a one-shot ``ITIMER_REAL``: SIGALRM in the child, so a
+handler must not use SIGALRM itself under this strategy), as the loop's sweep does for
+in-process handlers.
 
 Limits: at most ``max_children`` children run at once (``capacity``): the server stops
 accepting at the limit (or rejects, per ``limits.overload``); a direct ``submit`` beyond it
@@ -36,7 +37,6 @@ import logging
 import os
 import select
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -62,6 +62,7 @@ _STOP_WAIT = 1.0  # after a drain's deadline: SIGTERM, then SIGKILL a child afte
 # the C function behind it takes plain ints (about 5).
 _set_signal = _signal.signal
 _SIGTERM, _SIGINT, _SIG_DFL = int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIG_DFL)
+_SIGALRM = int(signal.SIGALRM)
 
 
 class ForkPerRequest(Strategy):
@@ -151,10 +152,11 @@ class ForkPerRequest(Strategy):
             host.after_fork(loop=False, keep_listener=conn is None)
             if conn is not None:
                 close_inherited_clients(host.transport.address, keep=(conn.fileno(),))
-            watch = _cut_at_deadline(request)
-            serve(request)
-            if watch is not None:
-                watch.cancel()
+            if _cut_at_deadline(request):
+                serve(request)
+                signal.setitimer(signal.ITIMER_REAL, 0)  # a late cut must not hit the exit
+            else:
+                serve(request)
             status = 0
         finally:
             with contextlib.suppress(BaseException):
@@ -234,14 +236,16 @@ class ForkPerRequest(Strategy):
         return killed
 
 
-def _cut_at_deadline(request: Request) -> threading.Timer | None:
-    """In a request child: a timer that cuts ``request`` at its deadline (``timeouts.request``).
-    No loop runs in the child to sweep it, and a handler reading the socket directly (not
-    through ``rfile``) would otherwise outlive its budget as long as the client trickles."""
+def _cut_at_deadline(request: Request) -> bool:
+    """In a request child: cut ``request`` at its deadline (``timeouts.request``); whether a
+    cut is armed. No loop runs in the child to sweep it, and a handler reading the socket
+    directly (not through ``rfile``) would otherwise outlive its budget as long as the client
+    trickles. A one-shot ``ITIMER_REAL`` (SIGALRM) does it: the child's only thread is the one
+    serving, a blocked call is interrupted, the cut runs, and the retried call sees EOF. (A
+    timer thread would cost a thread start, a fifth of the fork itself, on every request.)"""
     deadline = request.deadline
     if deadline is None:
-        return None
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), request.cut)
-    timer.daemon = True  # the child leaves with os._exit: nothing waits for it
-    timer.start()
-    return timer
+        return False
+    _set_signal(_SIGALRM, lambda _signum, _frame: request.cut())
+    signal.setitimer(signal.ITIMER_REAL, max(1e-6, deadline - time.monotonic()))
+    return True
