@@ -5,7 +5,8 @@
  *   echo    --port P --conns N --size S --duration D
  *           N TCP connections; each sends S bytes, waits for S bytes back, repeats.
  *   connect --port P --workers W --duration D
- *           W outstanding connections; each connects, sends 64 B, reads 64 B, closes.
+ *           W outstanding connections; each connects, sends 64 B, reads 64 B, closes. Source
+ *           addresses rotate over 127.0.1.1-250, so TIME_WAIT never exhausts the ports.
  *   udp     --port P --outstanding K --size S --duration D [--timeout-ms T]
  *           K outstanding datagrams of S bytes (S >= 16, tagged); a reply completes a
  *           request, no reply within T ms counts as loss and the slot is reissued.
@@ -194,6 +195,8 @@ static int echo_drive(struct econn *c, size_t size, int counting, uint64_t *requ
     return 0;
 }
 
+static int lines; /* --lines 1: each echo message ends with a newline */
+
 static int mode_echo(int port, int conns, size_t size, double duration) {
     struct sockaddr_in a = server_addr(port);
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -203,6 +206,7 @@ static int mode_echo(int port, int conns, size_t size, double duration) {
     struct econn *cs = calloc((size_t)conns, sizeof *cs);
     if (!payload || !sink || !cs) die("malloc");
     memset(payload, 'x', size);
+    if (lines) payload[size - 1] = '\n'; /* one line per message, for line-echo servers */
     uint64_t errors = 0, requests = 0;
 
     /* Connect everything first (blocking-ish: poll each connect up to 5 s). */
@@ -267,6 +271,37 @@ static int mode_echo(int port, int conns, size_t size, double duration) {
 
 /* ---------- new-connection rate ---------- */
 
+/* The generator closes first, so every connection leaves a TIME_WAIT socket on its side. With
+ * one source address those exhaust the ephemeral port range (about 28k ports) within a second
+ * and connect() then searches it on every call: the generator, not the server, sets the rate.
+ * Spread over SOURCES loopback source addresses (127.0.1.1 ..), bound with
+ * IP_BIND_ADDRESS_NO_PORT so the port is still picked at connect() time, the 4-tuples do not
+ * collide. */
+#define SOURCES 250
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+static int tcp_connect_from(const struct sockaddr_in *a, unsigned source) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in src;
+    memset(&src, 0, sizeof src);
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7F000101u + source % SOURCES); /* 127.0.1.1 + n */
+    if (bind(fd, (const struct sockaddr *)&src, sizeof src) < 0 ||
+        (connect(fd, (const struct sockaddr *)a, sizeof *a) < 0 && errno != EINPROGRESS)) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
 enum { C_CONNECTING, C_SENDING, C_READING };
 
 struct cconn {
@@ -279,8 +314,10 @@ struct cconn {
 
 #define CONNECT_MSG 64
 
+static unsigned next_source;
+
 static int connect_open(struct cconn *c, const struct sockaddr_in *a, int ep) {
-    c->fd = tcp_connect_start(a);
+    c->fd = tcp_connect_from(a, next_source++);
     if (c->fd < 0) return -1;
     c->state = C_CONNECTING;
     c->sent = 0;
@@ -617,7 +654,8 @@ static int mode_idle(int port, int conns, double timeout_s) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|connect|udp|idle --port P [--conns N] [--size S] "
-            "[--workers W] [--outstanding K] [--duration D] [--timeout-ms T] [--timeout S]\n");
+            "[--workers W] [--outstanding K] [--duration D] [--timeout-ms T] [--timeout S] "
+            "[--lines 1]\n");
     exit(2);
 }
 
@@ -637,6 +675,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--duration")) duration = atof(v);
         else if (!strcmp(k, "--timeout-ms")) timeout_ms = atoi(v);
         else if (!strcmp(k, "--timeout")) timeout_s = atof(v);
+        else if (!strcmp(k, "--lines")) lines = atoi(v) != 0;
         else usage();
     }
     if (port <= 0 || port > 65535 || conns < 1 || workers < 1 || outstanding < 1 || size < 1 ||

@@ -233,6 +233,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         needs_concurrency=True,
         conns=10,
     ),
+    Scenario(
+        "files 64B x1",
+        "files",
+        ("echo", "--conns", "1", "--size", "64"),
+        baseline="stdlib-TCPServer",
+    ),
+    Scenario(
+        "files 1KiB x50",
+        "files",
+        ("echo", "--conns", "50", "--size", "1024"),
+        needs_concurrency=True,
+        conns=50,
+    ),
+    Scenario(
+        "lines 1KiB x50",
+        "file-lines",
+        ("echo", "--conns", "50", "--size", "1024", "--lines", "1"),
+        needs_concurrency=True,
+        conns=50,
+    ),
     Scenario("connect x20", "tcp", ("connect", "--workers", "20")),
     Scenario(
         "udp 64B x20",
@@ -426,7 +446,9 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
     ):
         if cfg.warmup > 0:
             run_loadgen(scenario.loadgen, port, cfg.warmup, cfg.pin)
+        time_wait: list[int] = []
         for _ in range(cfg.repeats):
+            time_wait.append(time_wait_sockets())
             gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
             t0 = time.monotonic()
             out = run_loadgen(scenario.loadgen, port, cfg.duration, cfg.pin)
@@ -437,7 +459,23 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
             result.p99_us.append(float(out["p99_us"]))
             result.errors += int(out["errors"])
             result.loss += int(out["loss"])
+    if scenario.loadgen[:1] == ("connect",):
+        note = f"TIME_WAIT before {'/'.join(map(str, time_wait))}"
+        result.note = f"{result.note}; {note}" if result.note else note
     return result
+
+
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT on this machine now (``/proc/net/sockstat``; -1 if unknown)."""
+    try:
+        with open("/proc/net/sockstat") as stat:
+            for line in stat:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    return int(fields[fields.index("tw") + 1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
 
 
 def record_cpu(result: Result, wall: float, gen: float, srv: float, all0: float) -> None:
@@ -749,10 +787,24 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
                 lat,
                 f"{r.errors}/{r.loss}" if r.values else "-",
                 cpu,
-                "; ".join(n for n in (r.note, bottleneck(r)) if n),
+                "; ".join(n for n in (r.note, same_loop_ratios(r, by_key), bottleneck(r)) if n),
             )
         )
     return rows
+
+
+def same_loop_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
+    """For ``typedserve-AsyncIO:<loop>``: its ratio to the raw ``Protocol`` and to asyncio
+    streams on the same loop (its fair peers: streams are what users write)."""
+    _, _, loop = r.server.partition("typedserve-AsyncIO:")
+    if not loop or r.median is None:
+        return ""
+    parts = []
+    for peer in (f"{loop}-protocol", f"{loop}-streams"):
+        other = by_key.get((r.scenario.name, peer))
+        if other is not None and other.median:
+            parts.append(f"{fmt_ratio(r.median, other.median)} {peer}")
+    return ", ".join(parts)
 
 
 def render_text(rows: Sequence[tuple[str, ...]]) -> str:
@@ -840,13 +892,22 @@ def strategy_specs(strategies: dict[str, int | None], uvloop_ok: bool) -> dict[s
     return specs
 
 
+LOADGEN_KINDS = frozenset({"tcp", "udp", "files", "file-lines"})
+"""Scenario kinds measured by the C load generator against one server process."""
+FILE_KINDS = frozenset({"files", "file-lines"})
+FILE_STRATEGIES = frozenset({"Inline", "ThreadPerRequest", "ThreadPool"})
+"""The strategies with rows for handlers written with ``rfile``/``wfile`` (as the stdlib's
+``StreamRequestHandler``): the ones users move to from ``TCPServer``/``ThreadingTCPServer``."""
+
+
 def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[ServerSpec]:
     tcp, udp, both = frozenset({"tcp"}), frozenset({"udp"}), frozenset({"tcp", "udp"})
     tcp_lines = frozenset({"tcp", "lines"})  # "lines": a line echo server (slow-clients row)
+    files = FILE_KINDS  # echo through rfile/wfile, as users write handlers
     servers = [
         ServerSpec("c-epoll", both, "c"),
-        ServerSpec("stdlib-TCPServer", tcp, "stdlib", concurrent=False, idle_ok=False),
-        ServerSpec("stdlib-ThreadingTCPServer", tcp_lines, "stdlib"),
+        ServerSpec("stdlib-TCPServer", tcp | files, "stdlib", concurrent=False, idle_ok=False),
+        ServerSpec("stdlib-ThreadingTCPServer", tcp_lines | files, "stdlib"),
         ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False, capacity=40),
         ServerSpec("stdlib-UDPServer", udp, "stdlib"),
         ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
@@ -854,12 +915,13 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
         ServerSpec("asyncio-protocol", both, "asyncio"),
     ]
     if uvloop_ok:
+        servers.append(ServerSpec("uvloop-streams", tcp_lines, "asyncio"))
         servers.append(ServerSpec("uvloop-protocol", both, "asyncio"))
     for name, capacity in strategies.items():
         servers.append(
             ServerSpec(
                 f"typedserve-{name}",
-                both | {"lines"},
+                both | {"lines"} | (files if name in FILE_STRATEGIES else frozenset()),
                 "typedserve",
                 capacity=capacity,
                 concurrent=name.partition(":")[0] not in SERIAL_STRATEGIES,
@@ -942,7 +1004,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if selected(only, scenario.name, server):
                 skipped.append(f"{scenario.name} / {server}: {why}")
 
-        if scenario.kind in ("tcp", "udp", "idle"):
+        if scenario.kind in LOADGEN_KINDS or scenario.kind == "idle":
             kind = "tcp" if scenario.kind == "idle" else scenario.kind
             for server in servers:
                 if kind not in server.kinds:
@@ -979,7 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             log(f"[{time.monotonic() - started_at:6.1f}s] {scenario.name} / {name}")
             try:
-                if scenario.kind in ("tcp", "udp"):
+                if scenario.kind in LOADGEN_KINDS:
                     result = measure_loadgen(scenario, job, cfg)
                 elif scenario.kind == "idle":
                     result = measure_idle(scenario, job, cfg)

@@ -1,4 +1,6 @@
-"""Echo servers under test, one per process: ``python benchmarks/servers.py tcp|udp|lines NAME``.
+"""Echo servers under test, one per process: ``python benchmarks/servers.py KIND NAME``.
+
+KIND is ``tcp``, ``udp``, ``lines``, ``files`` or ``file-lines`` (see below).
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
 listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes;
@@ -8,9 +10,14 @@ A server exits by itself when its stdin reaches EOF (the controller closed it or
 
 NAME is one of ``stdlib-TCPServer``, ``stdlib-ThreadingTCPServer``, ``stdlib-ForkingTCPServer``,
 ``stdlib-UDPServer``, ``stdlib-ThreadingUDPServer``, ``asyncio-streams``, ``asyncio-protocol``,
-``uvloop-protocol`` or ``typedserve-<Strategy>`` (a class in ``typedserve.strategies``). The
-``lines`` servers are ``stdlib-ThreadingTCPServer``, ``asyncio-streams`` and
-``typedserve-<Strategy>``; the typedserve ones keep the default config except the address.
+``uvloop-protocol``, ``uvloop-streams`` or ``typedserve-<Strategy>`` (a class in
+``typedserve.strategies``). The ``lines`` servers are ``stdlib-ThreadingTCPServer``,
+``asyncio-streams``, ``uvloop-streams`` and ``typedserve-<Strategy>``; the typedserve ones
+keep the default config except the address.
+``files`` (``rfile.read1`` -> ``wfile.write``) and ``file-lines`` (``for line in self.rfile``)
+echo through the file objects users write handlers with: ``stdlib-TCPServer``,
+``stdlib-ThreadingTCPServer`` (``StreamRequestHandler``) and ``typedserve-<Strategy>``
+(``StreamHandler``).
 """
 
 from __future__ import annotations
@@ -77,6 +84,22 @@ class StdLineEcho(socketserver.StreamRequestHandler):
         self.wfile.write(self.rfile.readline())
 
 
+class StdFileEcho(socketserver.StreamRequestHandler):
+    """Echo through the file objects, as users write it: ``rfile.read1`` -> ``wfile.write``."""
+
+    def handle(self) -> None:
+        while data := self.rfile.read1(65536):
+            self.wfile.write(data)
+
+
+class StdFileLineEcho(socketserver.StreamRequestHandler):
+    """Line echo through the file objects: ``for line in self.rfile``."""
+
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
 class StdDatagramEcho(socketserver.BaseRequestHandler):
     request: tuple[bytes, socket.socket]
 
@@ -118,6 +141,12 @@ STDLIB: dict[tuple[str, str], Callable[[], socketserver.TCPServer]] = {
     ("tcp", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdStreamEcho),
     ("tcp", "stdlib-ForkingTCPServer"): lambda: StdForkingTCPServer((HOST, 0), StdStreamEcho),
     ("lines", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdLineEcho),
+    ("files", "stdlib-TCPServer"): lambda: StdTCPServer((HOST, 0), StdFileEcho),
+    ("files", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer((HOST, 0), StdFileEcho),
+    ("file-lines", "stdlib-TCPServer"): lambda: StdTCPServer((HOST, 0), StdFileLineEcho),
+    ("file-lines", "stdlib-ThreadingTCPServer"): lambda: StdThreadingTCPServer(
+        (HOST, 0), StdFileLineEcho
+    ),
     ("udp", "stdlib-UDPServer"): lambda: StdUDPServer((HOST, 0), StdDatagramEcho),
     ("udp", "stdlib-ThreadingUDPServer"): lambda: StdThreadingUDPServer((HOST, 0), StdDatagramEcho),
 }
@@ -184,9 +213,10 @@ async def serve_asyncio(kind: str, name: str) -> None:
         announce(transport.get_extra_info("sockname")[1])
         await asyncio.Event().wait()  # forever; the watchdog ends the process
         return
-    if kind == "lines" and name != "asyncio-streams":
+    streams = name in ("asyncio-streams", "uvloop-streams")
+    if kind == "lines" and not streams:
         sys.exit(f"no lines server named {name!r}")
-    if name == "asyncio-streams":
+    if streams:
         echo = streams_line_echo if kind == "lines" else streams_echo
         server = await asyncio.start_server(echo, HOST, 0, backlog=BACKLOG)
     else:
@@ -197,7 +227,7 @@ async def serve_asyncio(kind: str, name: str) -> None:
 
 
 def run_asyncio(kind: str, name: str) -> None:
-    if name == "uvloop-protocol":
+    if name.startswith("uvloop-"):
         import uvloop  # type: ignore[import-not-found,unused-ignore]
 
         uvloop.run(serve_asyncio(kind, name))
@@ -272,6 +302,8 @@ def typedserve_server(kind: str, spec: str) -> Any:
     """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``."""
     if kind == "lines":
         return typedserve_line_server(spec)
+    if kind in ("files", "file-lines"):
+        return typedserve_file_server(kind, spec)
     ts = import_typedserve()
     strategy = make_strategy(spec)
     handler: Any
@@ -340,6 +372,28 @@ def typedserve_line_server(spec: str) -> Any:
     return ts.Server(config=config, transport=ts.TCPTransport(), strategy=strategy, handler=handler)
 
 
+def typedserve_file_server(kind: str, spec: str) -> Any:
+    """The ``files`` (``rfile.read1`` -> ``wfile.write``) or ``file-lines`` (``for line in
+    self.rfile``) echo on a ``StreamHandler``, as the stdlib rows write it."""
+    ts = import_typedserve()
+
+    class FileEcho(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+        def handle(self) -> None:
+            while data := self.rfile.read1(65536):
+                self.wfile.write(data)
+
+    class FileLineEcho(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+        def handle(self) -> None:
+            for line in self.rfile:
+                self.wfile.write(line)
+
+    handler = FileEcho if kind == "files" else FileLineEcho
+    address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
+    config = ts.ServerConfig.model_validate({"address": address, "backlog": BACKLOG})
+    strategy = make_strategy(spec)
+    return ts.Server(config=config, transport=ts.TCPTransport(), strategy=strategy, handler=handler)
+
+
 def run_typedserve(kind: str, spec: str) -> None:
     with typedserve_server(kind, spec) as server:
         announce(server.address[1])
@@ -363,7 +417,9 @@ def default_concurrency(strategy: Any) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["tcp", "udp", "lines", "list-strategies"])
+    parser.add_argument(
+        "kind", choices=["tcp", "udp", "lines", "files", "file-lines", "list-strategies"]
+    )
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     args = parser.parse_args()
@@ -377,7 +433,7 @@ def main() -> None:
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
         run_stdlib(kind, name)
-    elif name in ("asyncio-streams", "asyncio-protocol", "uvloop-protocol"):
+    elif name in ("asyncio-streams", "asyncio-protocol", "uvloop-protocol", "uvloop-streams"):
         run_asyncio(kind, name)
     elif name.startswith("typedserve-"):
         run_typedserve(kind, name.removeprefix("typedserve-"))
