@@ -12,14 +12,13 @@ import socket as socket
 import sys as sys
 import threading as threading
 from collections.abc import Callable, Iterable
-from io import BufferedIOBase, BytesIO
+from io import BufferedIOBase as BufferedIOBase
+from io import BytesIO
 from socket import socket as _socket
 from typing import Any, ClassVar, Generic, Self, TypeAlias
 
 from _typeshed import ReadableBuffer
 from typing_extensions import TypeVar
-
-from typedserve.handlers import SocketWriter
 
 __version__: str
 
@@ -59,11 +58,8 @@ _ServerT = TypeVar("_ServerT", bound=BaseServer, default=BaseServer)
 
 _ServerSelector: type[selectors.BaseSelector]
 
-def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
-    """Make ``import socketserver`` give this module (see the implementation's docstring)."""
-
-def uninstall() -> None:
-    """Undo :func:`install`."""
+# The stdlib's ``from time import monotonic as time``: the clock handle_request times out on.
+def time() -> float: ...
 
 class BaseServer:
     """Base class of the servers: the request loop and the hooks subclasses override."""
@@ -241,8 +237,8 @@ class StreamRequestHandler(BaseRequestHandler[_ServerT]):
     rfile: BufferedIOBase
     wfile: BufferedIOBase
 
-class _SocketWriter(SocketWriter):
-    """An unbuffered writable ``BufferedIOBase`` over a socket (the core's ``SocketWriter``)."""
+class _SocketWriter(BufferedIOBase):
+    """An unbuffered writable ``BufferedIOBase`` over a socket: every write is a ``sendall``."""
 
     _sock: _socket
     def __init__(self, sock: _socket) -> None: ...
@@ -257,3 +253,9 @@ class DatagramRequestHandler(BaseRequestHandler[_ServerT]):
     socket: _socket
     rfile: BufferedIOBase
     wfile: BytesIO
+
+def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
+    """Make ``import socketserver`` give this module (see the implementation's docstring)."""
+
+def uninstall() -> None:
+    """Undo :func:`install`."""
