@@ -4,6 +4,11 @@ As precise as typeshed's ``socketserver.pyi`` and compatible with it; the reques
 additionally generic in the server type (``StreamRequestHandler[MyServer]`` types
 ``self.server``), defaulting to ``BaseServer`` so that unparametrised code means what it
 means with the stdlib.
+
+``stubs/socketserver.pyi`` is this stub under the stdlib's name, for code that keeps
+``import socketserver`` (put ``stubs`` on mypy's path); apart from the module docstrings it
+differs only by the block marked "typedserve.compat only", and
+``tests/compat/test_compat_stubs.py`` checks that.
 """
 
 import os as os
@@ -254,8 +259,11 @@ class DatagramRequestHandler(BaseRequestHandler[_ServerT]):
     rfile: BufferedIOBase
     wfile: BytesIO
 
+# typedserve.compat only: begin (the stdlib module has no such functions)
 def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
     """Make ``import socketserver`` give this module (see the implementation's docstring)."""
 
 def uninstall() -> None:
     """Undo :func:`install`."""
+
+# typedserve.compat only: end
