@@ -28,53 +28,115 @@ checks it; ARCHITECTURE.md walks a request through them):
 7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
 """
 
-from typedserve.aio import AsyncHandler, AsyncHandlerFactory, AsyncStream
-from typedserve.config import (
-    Address,
-    FDAddress,
-    InetAddress,
-    Limits,
-    ServerConfig,
-    ShutdownConfig,
-    Timeouts,
-    UnixAddress,
-)
-from typedserve.context import ServerContext
-from typedserve.drain import BusyPolicy, DrainReport
-from typedserve.errors import (
-    BindError,
-    ConfigError,
-    FramingError,
-    ServerClosedError,
-    ServerStateError,
-    StateError,
-    StrategyMismatchError,
-    TransportMismatchError,
-    TypedServeError,
-    UnsupportedPlatformError,
-)
-from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
-from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
-from typedserve.requests import Datagram, PeerAddress, StreamRequest
-from typedserve.server import Server, ServerStats
-from typedserve.strategies import (
-    AsyncIO,
-    ForkPerRequest,
-    Inline,
-    Prefork,
-    Strategy,
-    ThreadPerRequest,
-    ThreadPool,
-)
-from typedserve.transports import (
-    TCPTransport,
-    Transport,
-    UDPTransport,
-    UnixDatagramTransport,
-    UnixStreamTransport,
-)
+from typing import TYPE_CHECKING
+
+# The exports are imported on first use (module __getattr__ below), so that importing a part
+# (``import typedserve.compat``, a drop-in socketserver) does not import the whole package,
+# pydantic included. Type checkers and IDEs see these imports.
+if TYPE_CHECKING:
+    from typedserve.aio import AsyncHandler, AsyncHandlerFactory, AsyncStream
+    from typedserve.config import (
+        Address,
+        FDAddress,
+        InetAddress,
+        Limits,
+        ServerConfig,
+        ShutdownConfig,
+        Timeouts,
+        UnixAddress,
+    )
+    from typedserve.context import ServerContext
+    from typedserve.drain import BusyPolicy, DrainReport
+    from typedserve.errors import (
+        BindError,
+        ConfigError,
+        FramingError,
+        ServerClosedError,
+        ServerStateError,
+        StateError,
+        StrategyMismatchError,
+        TransportMismatchError,
+        TypedServeError,
+        UnsupportedPlatformError,
+    )
+    from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
+    from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
+    from typedserve.requests import Datagram, PeerAddress, StreamRequest
+    from typedserve.server import Server, ServerStats
+    from typedserve.strategies import (
+        AsyncIO,
+        ForkPerRequest,
+        Inline,
+        Prefork,
+        Strategy,
+        ThreadPerRequest,
+        ThreadPool,
+    )
+    from typedserve.transports import (
+        TCPTransport,
+        Transport,
+        UDPTransport,
+        UnixDatagramTransport,
+        UnixStreamTransport,
+    )
 
 __version__ = "0.1.0"
+
+# Each export -> the module defining it: what __getattr__ imports. Adding an export is a line
+# here, its import above and its name in __all__ (tests/compat/test_compat_import_cost.py
+# checks that the three agree).
+_EXPORTS: dict[str, str] = {
+    "AccessPolicy": "typedserve.policies",
+    "Address": "typedserve.config",
+    "AllowNetworks": "typedserve.policies",
+    "AsyncHandler": "typedserve.aio",
+    "AsyncHandlerFactory": "typedserve.aio",
+    "AsyncIO": "typedserve.strategies",
+    "AsyncStream": "typedserve.aio",
+    "BindError": "typedserve.errors",
+    "BusyPolicy": "typedserve.drain",
+    "ConfigError": "typedserve.errors",
+    "Datagram": "typedserve.requests",
+    "DatagramHandler": "typedserve.handlers",
+    "DrainReport": "typedserve.drain",
+    "ErrorPolicy": "typedserve.policies",
+    "FDAddress": "typedserve.config",
+    "ForkPerRequest": "typedserve.strategies",
+    "FramingError": "typedserve.errors",
+    "Handler": "typedserve.handlers",
+    "HandlerFactory": "typedserve.handlers",
+    "InetAddress": "typedserve.config",
+    "Inline": "typedserve.strategies",
+    "Limits": "typedserve.config",
+    "PeerAddress": "typedserve.requests",
+    "Prefork": "typedserve.strategies",
+    "Server": "typedserve.server",
+    "ServerClosedError": "typedserve.errors",
+    "ServerConfig": "typedserve.config",
+    "ServerContext": "typedserve.context",
+    "ServerStateError": "typedserve.errors",
+    "ServerStats": "typedserve.server",
+    "ShutdownConfig": "typedserve.config",
+    "StateError": "typedserve.errors",
+    "Strategy": "typedserve.strategies",
+    "StrategyMismatchError": "typedserve.errors",
+    "StreamHandler": "typedserve.handlers",
+    "StreamRequest": "typedserve.requests",
+    "TCPTransport": "typedserve.transports",
+    "ThreadPerRequest": "typedserve.strategies",
+    "ThreadPool": "typedserve.strategies",
+    "Timeouts": "typedserve.config",
+    "Transport": "typedserve.transports",
+    "TransportMismatchError": "typedserve.errors",
+    "TypedServeError": "typedserve.errors",
+    "UDPTransport": "typedserve.transports",
+    "UnixAddress": "typedserve.config",
+    "UnixDatagramTransport": "typedserve.transports",
+    "UnixStreamTransport": "typedserve.transports",
+    "UnsupportedPlatformError": "typedserve.errors",
+    "allow_all": "typedserve.policies",
+    "log_error": "typedserve.policies",
+}
 
 __all__ = [
     "AccessPolicy",
@@ -128,3 +190,22 @@ __all__ = [
     "allow_all",
     "log_error",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name as an export
+
+    def __getattr__(name: str) -> object:
+        """Import an export of the package on first use, from the module defining it."""
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(module), name)
+        globals()[name] = value  # later lookups find it without calling __getattr__
+        return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the exports not yet imported included."""
+    return sorted({*globals(), *__all__})

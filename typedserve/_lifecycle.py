@@ -21,9 +21,12 @@ import enum
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError, ServerStateError
+
+if TYPE_CHECKING:  # imported where used: typedserve.compat uses StopSignal, never a drain
+    from typedserve.drain import DrainReport
 
 __all__ = ["Lifecycle", "Phase", "StopSignal"]
 
@@ -151,6 +154,8 @@ class Lifecycle:
             finally:
                 with self.lock:
                     self.move(Phase.DRAINED)
+            from typedserve.drain import DrainReport
+
             self._last_report = report + DrainReport(cut=cut_early)
             return self._last_report, True
 

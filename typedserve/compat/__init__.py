@@ -9,9 +9,13 @@ typed API.
 
 Shared with typedserve's core, and nothing more: ``serve_forever`` and ``handle_request`` wait
 on :class:`typedserve._reactor.Reactor` (as the typed server's loop does) and ``shutdown``
-wakes it through a :class:`typedserve._lifecycle.StopSignal` (see ``_loop``); bind failures
-are :class:`typedserve.errors.BindError`; ``_SocketWriter`` is a subclass of
-:class:`typedserve.handlers.SocketWriter`. Everything else follows CPython's ``socketserver``.
+wakes it through a :class:`typedserve._lifecycle.StopSignal` (see ``_loop``). Everything else
+follows CPython's ``socketserver``. Importing this module imports only those two core modules
+(and what they need), never the rest of typedserve (``typedserve/__init__.py`` is lazy).
+
+The module has every global the stdlib module has (``os``, ``sys``, ``socket``, ``selectors``,
+``threading``, ``BufferedIOBase``, ``time``), and the implementation reads the ones the
+stdlib's methods use from here when a method runs: they are patch targets, as in the stdlib.
 
 Type checkers read ``__init__.pyi`` next to this file; the implementation lives in the private
 modules ``_server`` (the base and socket servers), ``_loop`` (their loops on the Reactor),
@@ -24,6 +28,8 @@ import selectors as selectors
 import socket as socket
 import sys as sys
 import threading as threading
+from io import BufferedIOBase as BufferedIOBase
+from time import monotonic as time  # noqa: F401  # the stdlib's global (a patch target)
 
 from typedserve.compat._handlers import BaseRequestHandler as BaseRequestHandler
 from typedserve.compat._handlers import DatagramRequestHandler as DatagramRequestHandler
@@ -76,8 +82,8 @@ if hasattr(socket, "AF_UNIX"):
         __all__.extend(["ForkingUnixStreamServer", "ForkingUnixDatagramServer"])  # noqa: RUF022
 
 # poll/select need no extra file descriptor, unlike epoll/kqueue (and make a single syscall).
-# Patching this module attribute changes the selector every server loop uses.
-_ServerSelector: type[selectors.BaseSelector]
+# Patching this module attribute changes the selector every server loop uses. (Not annotated:
+# mypy reads __init__.pyi, and an annotation would add __annotations__, which the stdlib lacks.)
 if hasattr(selectors, "PollSelector"):
     _ServerSelector = selectors.PollSelector
 else:  # pragma: no cover - platforms without poll()

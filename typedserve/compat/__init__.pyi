@@ -4,6 +4,11 @@ As precise as typeshed's ``socketserver.pyi`` and compatible with it; the reques
 additionally generic in the server type (``StreamRequestHandler[MyServer]`` types
 ``self.server``), defaulting to ``BaseServer`` so that unparametrised code means what it
 means with the stdlib.
+
+``stubs/socketserver.pyi`` is this stub under the stdlib's name, for code that keeps
+``import socketserver`` (put ``stubs`` on mypy's path); apart from the module docstrings it
+differs only by the block marked "typedserve.compat only", and
+``tests/compat/test_compat_stubs.py`` checks that.
 """
 
 import os as os
@@ -12,14 +17,13 @@ import socket as socket
 import sys as sys
 import threading as threading
 from collections.abc import Callable, Iterable
-from io import BufferedIOBase, BytesIO
+from io import BufferedIOBase as BufferedIOBase
+from io import BytesIO
 from socket import socket as _socket
 from typing import Any, ClassVar, Generic, Self, TypeAlias
 
 from _typeshed import ReadableBuffer
 from typing_extensions import TypeVar
-
-from typedserve.handlers import SocketWriter
 
 __version__: str
 
@@ -59,11 +63,8 @@ _ServerT = TypeVar("_ServerT", bound=BaseServer, default=BaseServer)
 
 _ServerSelector: type[selectors.BaseSelector]
 
-def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
-    """Make ``import socketserver`` give this module (see the implementation's docstring)."""
-
-def uninstall() -> None:
-    """Undo :func:`install`."""
+# The stdlib's ``from time import monotonic as time``: the clock handle_request times out on.
+def time() -> float: ...
 
 class BaseServer:
     """Base class of the servers: the request loop and the hooks subclasses override."""
@@ -241,8 +242,8 @@ class StreamRequestHandler(BaseRequestHandler[_ServerT]):
     rfile: BufferedIOBase
     wfile: BufferedIOBase
 
-class _SocketWriter(SocketWriter):
-    """An unbuffered writable ``BufferedIOBase`` over a socket (the core's ``SocketWriter``)."""
+class _SocketWriter(BufferedIOBase):
+    """An unbuffered writable ``BufferedIOBase`` over a socket: every write is a ``sendall``."""
 
     _sock: _socket
     def __init__(self, sock: _socket) -> None: ...
@@ -257,3 +258,12 @@ class DatagramRequestHandler(BaseRequestHandler[_ServerT]):
     socket: _socket
     rfile: BufferedIOBase
     wfile: BytesIO
+
+# typedserve.compat only: begin (the stdlib module has no such functions)
+def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
+    """Make ``import socketserver`` give this module (see the implementation's docstring)."""
+
+def uninstall() -> None:
+    """Undo :func:`install`."""
+
+# typedserve.compat only: end

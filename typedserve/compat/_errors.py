@@ -1,9 +1,10 @@
-"""Bind errors for the compat servers: a :class:`BindError` that is also the stdlib's exception.
+"""Bind errors of the compat servers: the stdlib's own exception, with a note naming the address.
 
 The stdlib lets the ``OSError`` from ``socket.bind`` propagate, and callers catch it by class
-(``except PermissionError``, ``except FileNotFoundError``) or test ``errno``. The error raised
-here keeps all of that (same ``OSError`` subclass, ``errno``, ``strerror`` and the start of
-``str()``), is a :class:`typedserve.errors.BindError`, and its message names the address.
+(``except PermissionError``), test ``errno``, or compare ``str()``/``repr()``/``args``. Compat
+raises that very exception object, unchanged, and only adds a note (PEP 678
+``add_note``), which tracebacks print after the message and which no attribute that code
+reads includes: ``cannot bind TCP server to 127.0.0.1:8000``.
 """
 
 from __future__ import annotations
@@ -11,47 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from typedserve.errors import BindError
-
-__all__ = ["CompatBindError", "compat_bind_error"]
-
-
-class CompatBindError(BindError):
-    """A bind failure of a compat server; ``str()`` is the stdlib's, plus the address."""
-
-    def __init__(
-        self, errno: int | None, strerror: str | None, address: object = None, detail: str = ""
-    ) -> None:
-        super().__init__(errno, strerror or "", address)
-        self.detail = detail
-
-    def __str__(self) -> str:
-        base = f"[Errno {self.errno}] {self.strerror}" if self.errno is not None else "bind failed"
-        return f"{base} ({self.detail})" if self.detail else base
-
-
-class PermissionBindError(CompatBindError, PermissionError):
-    """``EACCES``/``EPERM`` while binding: also a :class:`PermissionError`."""
-
-
-class FileNotFoundBindError(CompatBindError, FileNotFoundError):
-    """``ENOENT`` while binding a Unix socket: also a :class:`FileNotFoundError`."""
-
-
-class NotADirectoryBindError(CompatBindError, NotADirectoryError):
-    """``ENOTDIR`` while binding a Unix socket: also a :class:`NotADirectoryError`."""
-
-
-class FileExistsBindError(CompatBindError, FileExistsError):
-    """``EEXIST`` while binding: also a :class:`FileExistsError`."""
-
-
-_BY_CLASS: dict[type[OSError], type[CompatBindError]] = {
-    PermissionError: PermissionBindError,
-    FileNotFoundError: FileNotFoundBindError,
-    NotADirectoryError: NotADirectoryBindError,
-    FileExistsError: FileExistsBindError,
-}
+__all__ = ["add_bind_note", "describe_address"]
 
 _KINDS = {
     (socket.AF_INET, socket.SOCK_STREAM): "TCP",
@@ -73,18 +34,14 @@ def describe_address(address: Any) -> str:
     return str(address)
 
 
-def compat_bind_error(exc: OSError, address: Any, sock: Any) -> OSError:
-    """The error to raise for ``exc`` from ``sock.bind(address)``.
+def add_bind_note(exc: OSError, address: Any, sock: Any) -> None:
+    """Note on ``exc`` (raised by ``sock.bind(address)``) which server and address it was.
 
-    Errors the stdlib never names an address for (a non-``OSError`` subclass such as
-    ``socket.gaierror`` or a ``TimeoutError``) are returned unchanged.
+    Nothing else about ``exc`` changes: class, ``str``, ``repr``, ``args``, ``errno`` stay
+    the stdlib's.
     """
-    cls = _BY_CLASS.get(type(exc), CompatBindError if type(exc) is OSError else None)
-    if cls is None:
-        return exc
     try:
         kind = _KINDS.get((sock.family, sock.type), "socket")
     except (AttributeError, OSError):
         kind = "socket"
-    detail = f"cannot bind {kind} server to {describe_address(address)}"
-    return cls(exc.errno, exc.strerror, address, detail)
+    exc.add_note(f"cannot bind {kind} server to {describe_address(address)}")

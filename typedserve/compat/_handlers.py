@@ -1,13 +1,19 @@
-"""The request handler classes of :mod:`typedserve.compat`, as in the stdlib ``socketserver``."""
+"""The request handler classes of :mod:`typedserve.compat`, as in the stdlib ``socketserver``.
+
+``socket`` is read from the public module when ``setup()`` runs, as the stdlib reads its
+global, so patching ``socketserver.socket`` reaches it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import socket
-from io import BytesIO
-from typing import Any
+from io import BufferedIOBase, BytesIO
+from typing import TYPE_CHECKING, Any
 
-from typedserve.handlers import SocketWriter
+import typedserve.compat as _ss  # the public module: its globals are patch targets
+
+if TYPE_CHECKING:
+    import socket
 
 _PUBLIC_MODULE = "typedserve.compat"
 
@@ -65,7 +71,8 @@ class StreamRequestHandler(BaseRequestHandler):
         if self.timeout is not None:
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            sockets = _ss.socket  # the module
+            self.connection.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, True)
         self.rfile: Any = self.connection.makefile("rb", self.rbufsize)
         self.wfile: Any
         if self.wbufsize == 0:
@@ -83,27 +90,29 @@ class StreamRequestHandler(BaseRequestHandler):
         self.rfile.close()
 
 
-class _SocketWriter(SocketWriter):
+class _SocketWriter(BufferedIOBase):
     """An unbuffered writable ``BufferedIOBase`` over a socket: every write is a ``sendall``.
 
-    The core's :class:`typedserve.handlers.SocketWriter` without a deadline: ``sendall``
-    resumes after signals (PEP 475), so a write is never partial; ``fileno()`` is the socket's.
+    ``sendall`` resumes after signals (PEP 475), so a write is never partial; ``fileno()`` is
+    the socket's. The stdlib's class, method for method.
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        super().__init__(sock)
+        self._sock = sock
 
     def writable(self) -> bool:
         """Always true."""
-        return super().writable()
+        return True
 
     def write(self, b: Any) -> int:  # the stdlib's parameter name
         """Send all of ``b``; return its size in bytes."""
-        return super().write(b)
+        self._sock.sendall(b)
+        with memoryview(b) as view:
+            return view.nbytes
 
     def fileno(self) -> int:
         """The socket's file descriptor."""
-        return super().fileno()
+        return self._sock.fileno()
 
 
 class DatagramRequestHandler(BaseRequestHandler):

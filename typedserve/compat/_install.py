@@ -1,8 +1,13 @@
-"""``install()``: make ``import socketserver`` return :mod:`typedserve.compat`."""
+"""``install()``: make ``import socketserver`` return :mod:`typedserve.compat`.
+
+Installed, the compat classes also present themselves as members of ``socketserver``
+(``__module__``), as the stdlib's do: reprs, pickles by reference and introspection such as
+CPython's ``test_socketserver`` see the module they are installed as. ``uninstall()`` gives
+them back ``typedserve.compat``.
+"""
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 import warnings
@@ -13,6 +18,13 @@ __all__ = ["install", "uninstall"]
 _PUBLIC_MODULE = "typedserve.compat"
 _STDLIB = "socketserver"
 _saved: dict[str, types.ModuleType | None] = {}
+
+
+def _present_as(this: types.ModuleType, old_name: str, new_name: str) -> None:
+    """Set ``__module__`` to ``new_name`` on the classes of ``this`` that say ``old_name``."""
+    for value in vars(this).values():
+        if isinstance(value, type) and value.__module__ == old_name:
+            value.__module__ = new_name
 
 
 def _stdlib_classes(module: types.ModuleType) -> dict[int, str]:
@@ -93,6 +105,9 @@ def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
     names them. Reloading re-runs module code, so module-level state is reset and objects
     created before keep the old classes.
 
+    Installed, the compat classes' ``__module__`` is ``socketserver`` (reprs, pickles by
+    reference), until :func:`uninstall`.
+
     Returns the names of the modules that still define classes derived from the stdlib
     ``socketserver`` (empty when the installation is complete). Calling it again is harmless.
     """
@@ -102,6 +117,7 @@ def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
         return ()
     _saved.setdefault(_STDLIB, old)
     sys.modules[_STDLIB] = this
+    _present_as(this, _PUBLIC_MODULE, _STDLIB)
     if old is None:
         return ()
     classes = _stdlib_classes(old)
@@ -115,9 +131,11 @@ def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
         _rebind(module, replacements)
     stale = {name: m for name, m in dependents.items() if _defines_derived(m, classes)}
     if stale and reload_dependents:
+        from importlib import reload  # only here: importing compat stays cheap
+
         for name in _reload_order(stale):
             previous = {id(v): k for k, v in vars(stale[name]).items() if isinstance(v, type)}
-            fresh = importlib.reload(stale[name])
+            fresh = reload(stale[name])
             moved = {
                 class_id: vars(fresh)[attr]
                 for class_id, attr in previous.items()
@@ -139,12 +157,14 @@ def install(*, reload_dependents: bool = False) -> tuple[str, ...]:
 
 
 def uninstall() -> None:
-    """Undo :func:`install`: ``sys.modules["socketserver"]`` is what it was before.
+    """Undo :func:`install`: ``sys.modules["socketserver"]`` is what it was before, and the
+    compat classes' ``__module__`` is ``typedserve.compat`` again.
 
     Modules imported while it was installed keep their compat-based classes.
     """
     if _STDLIB not in _saved:
         return
+    _present_as(sys.modules[_PUBLIC_MODULE], _STDLIB, _PUBLIC_MODULE)
     old = _saved.pop(_STDLIB)
     if old is None:
         sys.modules.pop(_STDLIB, None)

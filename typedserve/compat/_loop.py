@@ -12,11 +12,13 @@ server's hooks in the order of CPython's ``socketserver`` (3.11 to 3.13):
   ``_handle_request_noblock()`` if the server's fd was ready, then ``service_actions()``;
 - :meth:`HookLoop.handle_request`: wait until the fd is ready and return
   ``_handle_request_noblock()``, or return ``handle_timeout()`` once ``timeout`` has passed
-  (early wake-ups wait again for what is left).
+  (early wake-ups wait again for what is left, measured with the public module's ``time``,
+  the stdlib's ``time.monotonic``, so patching ``socketserver.time`` reaches it).
 
 The wake-up is the core's too: the Reactor listens to a
-:class:`~typedserve._lifecycle.StopSignal`. ``serve_forever`` passes the server's own, which
-``shutdown()`` and any assignment of a true value to ``_BaseServer__shutdown_request`` request
+:class:`~typedserve._lifecycle.StopSignal`. ``serve_forever`` passes one made for the call,
+which ``shutdown()`` and any assignment of a true value to ``_BaseServer__shutdown_request``
+request
 (from any thread or a signal handler), so the wait ends at once instead of at the next poll.
 A signal landing just before ``poll()`` starts is the exception: Python runs its handler, and
 so the wake-up, only when that wait ends (as the stdlib always does).
@@ -32,17 +34,17 @@ watches its fd.
 from __future__ import annotations
 
 import selectors
-import sys
-from collections.abc import Callable
-from time import monotonic
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from typedserve._lifecycle import StopSignal
+import typedserve.compat as _ss  # the public module: its globals are patch targets
 from typedserve._reactor import Reactor
 
-__all__ = ["HookLoop", "LoopHooks"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-_PUBLIC_MODULE = "typedserve.compat"
+    from typedserve._lifecycle import StopSignal
+
+__all__ = ["HookLoop", "LoopHooks"]
 
 
 class LoopHooks(Protocol):
@@ -61,13 +63,6 @@ class LoopHooks(Protocol):
         """Called when ``handle_request`` saw no request within its timeout."""
 
 
-def _server_selector() -> selectors.BaseSelector:
-    """A new selector from the *public* module's ``_ServerSelector``, so patching it works."""
-    module = sys.modules[_PUBLIC_MODULE]
-    factory: Callable[[], selectors.BaseSelector] = vars(module)["_ServerSelector"]
-    return factory()
-
-
 class HookLoop(Reactor):
     """One ``serve_forever`` or ``handle_request`` call of ``server``, on a Reactor woken by
     ``stop`` (see the module docstring). Use it as a context manager: leaving closes it."""
@@ -75,7 +70,7 @@ class HookLoop(Reactor):
     def __init__(self, server: LoopHooks, stop: StopSignal) -> None:
         super().__init__(stop)
         try:
-            self._wait_on(_server_selector())
+            self._wait_on(_ss._ServerSelector())  # the public module's: patching it works
             self.server = server
             self._ready = False
             self.watch(server.fileno(), self._server_ready)
@@ -129,15 +124,15 @@ class HookLoop(Reactor):
                 server._handle_request_noblock()
             server.service_actions()
 
-    def handle_request(self, timeout: float | None) -> None:
-        """Wait up to ``timeout`` seconds (``None``: for ever) for one request and handle it;
-        return what ``_handle_request_noblock()`` or ``handle_timeout()`` returns."""
+    def handle_request(self, timeout: float | None, deadline: float | None) -> None:
+        """Wait up to ``timeout`` seconds (``None``: for ever), until ``deadline`` on the
+        public module's ``time()`` clock, for one request and handle it; return what
+        ``_handle_request_noblock()`` or ``handle_timeout()`` returns."""
         server = self.server
-        deadline = None if timeout is None else monotonic() + timeout
         while True:
             if self._wait(timeout):
                 return server._handle_request_noblock()
             if deadline is not None:
-                timeout = deadline - monotonic()
+                timeout = deadline - _ss.time()
                 if timeout < 0:
                     return server.handle_timeout()  # the hook's value, as in the stdlib

@@ -4,15 +4,19 @@
 ``handle_timeout``; ``ThreadingMixIn`` starts a thread per request and tracks the non-daemon
 ones in ``_threads`` (a :class:`_Threads` list, or :class:`_NoThreads`) so that
 ``server_close`` can join them. Listed before the server class, as in the stdlib.
+
+``os`` and ``threading`` are read from the public module when a method runs, as the stdlib's
+methods read its globals, so patching ``socketserver.os`` or ``socketserver.threading.Thread``
+reaches them.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import typedserve.compat as _ss  # the public module: its globals are patch targets
 from typedserve.compat._server import TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
 
 __all__ = [
@@ -52,6 +56,7 @@ class ForkingMixIn:
         children = self.active_children
         if children is None:
             return
+        os = _ss.os
         # Above max_children, wait for any child (waitpid(-1) reaps in one call per child,
         # but may reap children this server did not spawn, so only here).
         while len(children) >= self.max_children:
@@ -83,6 +88,7 @@ class ForkingMixIn:
     def process_request(self, request: Any, client_address: Any) -> None:
         """Fork; the child finishes the request and exits, the parent closes its copy."""
         server: Any = self
+        os = _ss.os
         pid = os.fork()
         if pid:
             if self.active_children is None:
@@ -161,7 +167,10 @@ class _NoThreads:
         """Wait for nothing."""
 
 
-class _RequestThread(threading.Thread):
+_Thread = threading.Thread
+
+
+class _RequestThread(_Thread):
     """A request thread that removes itself from its server's ``_threads`` when it ends."""
 
     def __init__(self, threads: Callable[[], object], **kwargs: Any) -> None:
@@ -206,11 +215,16 @@ class ThreadingMixIn:
         """Start a new thread to process the request."""
         if self.block_on_close:
             vars(self).setdefault("_threads", _Threads())
-        thread = _RequestThread(
-            lambda: self._threads,
-            target=self.process_request_thread,
-            args=(request, client_address),
-        )
+        factory = _ss.threading.Thread
+        thread: threading.Thread
+        if factory is _Thread:
+            thread = _RequestThread(
+                lambda: self._threads,
+                target=self.process_request_thread,
+                args=(request, client_address),
+            )
+        else:  # patched: call it as the stdlib does (the thread stays until reaped)
+            thread = factory(target=self.process_request_thread, args=(request, client_address))
         thread.daemon = self.daemon_threads
         self._threads.append(thread)
         thread.start()

@@ -3,12 +3,17 @@
 Every hook is called exactly when, as often as and with the arguments that CPython's
 ``socketserver`` uses, so old subclasses keep working. ``serve_forever`` and
 ``handle_request`` run on the core's :class:`~typedserve._reactor.Reactor` through
-:class:`~typedserve.compat._loop.HookLoop`, woken by the server's
-:class:`~typedserve._lifecycle.StopSignal` when ``shutdown()`` is called (or
-``_BaseServer__shutdown_request`` is set); bind failures are the core's
-:class:`typedserve.errors.BindError` naming the address (still the ``OSError`` subclass the
-stdlib would raise); default error reports also go to the ``typedserve.compat`` logger.
+:class:`~typedserve.compat._loop.HookLoop`, woken by the
+:class:`~typedserve._lifecycle.StopSignal` of the running ``serve_forever`` call when
+``shutdown()`` is called (or ``_BaseServer__shutdown_request`` is set); a bind failure is the
+stdlib's own exception with a note naming the address; default error reports also go to the
+``typedserve.compat`` logger.
 ``DIFFERENCES.md`` lists every intentional difference.
+
+The module globals the stdlib's methods use at run time (``socket``, ``threading``, ``sys``,
+``time``) are read from the public module (``typedserve.compat``, which ``install()`` makes
+``socketserver``) when a method runs, so ``mock.patch("socketserver.time")`` and the like
+reach compat's methods as they reach the stdlib's.
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sys
-import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
+import typedserve.compat as _ss  # the public module: its globals are patch targets
 from typedserve._lifecycle import NEVER, StopSignal
-from typedserve.compat._errors import compat_bind_error
+from typedserve.compat._errors import add_bind_note
 from typedserve.compat._loop import HookLoop
 
 __all__ = [
@@ -39,6 +43,15 @@ logger = logging.getLogger(_PUBLIC_MODULE)
 """Where default ``handle_error`` reports go, besides stderr (see DIFFERENCES.md)."""
 logger.addHandler(logging.NullHandler())
 logger.propagate = False
+
+_FLAG = "_BaseServer__shutdown_request"
+
+_SERVING: dict[int, StopSignal] = {}
+"""``id(server)`` -> the stop signal its running ``serve_forever`` call's Reactor listens to.
+
+Kept here, not in the server, so that the instance ``__dict__`` holds what the stdlib's does.
+An entry lives only while that call runs (the server is alive then, so its id is unique).
+"""
 
 
 class BaseServer:
@@ -60,23 +73,30 @@ class BaseServer:
         """Store the address and the handler class. May be extended, do not override."""
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        self.__stop = StopSignal()
-        self.__is_shut_down = threading.Event()
+        self.__is_shut_down = _ss.threading.Event()
         self.__shutdown_request = False
 
     # ``_BaseServer__shutdown_request`` is a de-facto API: handlers and signal handlers set it
-    # to stop ``serve_forever``. As a property, setting it also requests (or clears) the stop
-    # the loop's Reactor listens to, so a true value wakes the loop at once. Reading it
-    # returns what was set, and the loop reads it, as the stdlib's does.
+    # to stop ``serve_forever``, and code reads it, even as ``vars(server)[...]``. The value
+    # lives in the instance ``__dict__`` under that very key, as in the stdlib. This property
+    # (a data descriptor, so it wins over the instance dict) reads it from there, and its
+    # setter writes it there and then requests (or clears) the stop signal of a running
+    # ``serve_forever``, so a true value wakes the loop at once. A value written straight
+    # into ``__dict__`` is still what the loop reads, at its next poll as in the stdlib.
     @property
     def __shutdown_request(self) -> Any:
-        return self.__dict__.get("_BaseServer__shutdown_flag", False)
+        try:
+            return self.__dict__[_FLAG]
+        except KeyError:  # BaseServer.__init__ never ran: the stdlib's AttributeError
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {_FLAG!r}", name=_FLAG, obj=self
+            ) from None
 
     @__shutdown_request.setter
     def __shutdown_request(self, value: Any) -> None:
-        self.__dict__["_BaseServer__shutdown_flag"] = value
-        stop: StopSignal | None = self.__dict__.get("_BaseServer__stop")
-        if stop is None:  # set before BaseServer.__init__ ran
+        self.__dict__[_FLAG] = value
+        stop = _SERVING.get(id(self))
+        if stop is None:  # no serve_forever running: it will read the flag when it starts
             return
         if value:
             stop.request()
@@ -95,10 +115,13 @@ class BaseServer:
         signal handler, see ``DIFFERENCES.md``).
         """
         self.__is_shut_down.clear()
+        stop = _SERVING[id(self)] = StopSignal()
         try:
-            with HookLoop(self, self.__stop) as loop:
+            with HookLoop(self, stop) as loop:
                 loop.serve_forever(poll_interval, lambda: self.__shutdown_request)
         finally:
+            if _SERVING.get(id(self)) is stop:
+                del _SERVING[id(self)]
             self.__shutdown_request = False
             self.__is_shut_down.set()
 
@@ -128,8 +151,9 @@ class BaseServer:
             timeout = self.timeout
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
+        deadline = None if timeout is None else _ss.time() + timeout
         with HookLoop(self, NEVER) as loop:
-            return loop.handle_request(timeout)
+            return loop.handle_request(timeout, deadline)
 
     # What subclasses provide (as in the stdlib, BaseServer itself defines none of them):
     # ``fileno`` and ``get_request``, and ``socket`` (declared at the top of the class).
@@ -191,14 +215,11 @@ class BaseServer:
         Prints the stdlib's report to ``sys.stderr`` and also logs it, with the traceback,
         to the ``typedserve.compat`` logger (which does not propagate unless configured to).
         """
-        print("-" * 40, file=sys.stderr)
-        print(
-            "Exception occurred during processing of request from",
-            client_address,
-            file=sys.stderr,
-        )
+        stderr = _ss.sys.stderr
+        print("-" * 40, file=stderr)
+        print("Exception occurred during processing of request from", client_address, file=stderr)
         traceback.print_exc()
-        print("-" * 40, file=sys.stderr)
+        print("-" * 40, file=stderr)
         logger.error(
             "Exception occurred during processing of request from %s",
             client_address,
@@ -232,7 +253,7 @@ class TCPServer(BaseServer):
         exception propagates.
         """
         BaseServer.__init__(self, server_address, RequestHandlerClass)
-        self.socket = socket.socket(self.address_family, self.socket_type)
+        self.socket = _ss.socket.socket(self.address_family, self.socket_type)
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -244,20 +265,19 @@ class TCPServer(BaseServer):
     def server_bind(self) -> None:
         """Apply the reuse options and bind ``self.socket`` to ``server_address``.
 
-        A failure raises :class:`typedserve.errors.BindError` naming the address; it is also
-        the exact ``OSError`` subclass the stdlib would raise, with the same ``errno``.
+        A failure raises the ``OSError`` that ``socket.bind`` raised, unchanged but for a note
+        (``__notes__``, shown in tracebacks) naming the server kind and the address.
         """
-        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.allow_reuse_port and hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sockets = _ss.socket  # the module
+        if self.allow_reuse_address and hasattr(sockets, "SO_REUSEADDR"):
+            self.socket.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
+        if self.allow_reuse_port and hasattr(sockets, "SO_REUSEPORT"):
+            self.socket.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEPORT, 1)
         try:
             self.socket.bind(self.server_address)
         except OSError as exc:
-            error = compat_bind_error(exc, self.server_address, self.socket)
-            if error is exc:
-                raise
-            raise error from None
+            add_bind_note(exc, self.server_address, self.socket)
+            raise
         self.server_address = self.socket.getsockname()
 
     def server_activate(self) -> None:
@@ -281,7 +301,7 @@ class TCPServer(BaseServer):
         # Explicitly shut down: close() only releases this reference. Some platforms raise
         # ENOTCONN here.
         with contextlib.suppress(OSError):
-            request.shutdown(socket.SHUT_WR)
+            request.shutdown(_ss.socket.SHUT_WR)
         self.close_request(request)
 
     def close_request(self, request: Any) -> None:
