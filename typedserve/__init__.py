@@ -54,9 +54,20 @@ from typedserve.errors import (
     UnsupportedPlatformError,
 )
 from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
+from typedserve.host import Host, LoopHost
 from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
-from typedserve.requests import Datagram, PeerAddress, StreamRequest
-from typedserve.server import Server, ServerStats
+from typedserve.requests import (
+    Datagram,
+    InetSockAddr,
+    IPv4SockAddr,
+    IPv6SockAddr,
+    PeerAddress,
+    Request,
+    StreamRequest,
+    UnixDatagramPeer,
+    UnixSockAddr,
+)
+from typedserve.server import Server, ServerFactory, ServerStats
 from typedserve.strategies import (
     AsyncIO,
     ForkPerRequest,
@@ -66,9 +77,11 @@ from typedserve.strategies import (
     ThreadPerRequest,
     ThreadPool,
 )
+from typedserve.strategies.base import LoopOwner
 from typedserve.transports import (
     TCPTransport,
     Transport,
+    TransportStats,
     UDPTransport,
     UnixDatagramTransport,
     UnixStreamTransport,
@@ -96,15 +109,23 @@ __all__ = [
     "FramingError",
     "Handler",
     "HandlerFactory",
+    "Host",
+    "IPv4SockAddr",
+    "IPv6SockAddr",
     "InetAddress",
+    "InetSockAddr",
     "Inline",
     "Limits",
+    "LoopHost",
+    "LoopOwner",
     "PeerAddress",
     "Prefork",
+    "Request",
     "Server",
     "ServerClosedError",
     "ServerConfig",
     "ServerContext",
+    "ServerFactory",
     "ServerStateError",
     "ServerStats",
     "ShutdownConfig",
@@ -119,10 +140,13 @@ __all__ = [
     "Timeouts",
     "Transport",
     "TransportMismatchError",
+    "TransportStats",
     "TypedServeError",
     "UDPTransport",
     "UnixAddress",
+    "UnixDatagramPeer",
     "UnixDatagramTransport",
+    "UnixSockAddr",
     "UnixStreamTransport",
     "UnsupportedPlatformError",
     "allow_all",

@@ -120,10 +120,11 @@ def handler_shape(spec: str, cls: type) -> HandlerShape | None:
         raise TypedServeError(f"{spec} is abstract: it does not implement {missing}")
     _check_methods(spec, cls, is_async)
     request, state, *_ = (*_type_arguments(cls, base), None, None)
+    request_class = typing.get_origin(request) or request  # StreamRequest[A]: StreamRequest
     datagram: bool | None
-    if request is stream_type:
+    if request_class is stream_type:
         datagram = False
-    elif request is Datagram:
+    elif request_class is Datagram:
         datagram = True
     elif request is None or request is Any or isinstance(request, typing.TypeVar):
         datagram = None
@@ -167,8 +168,19 @@ def _type_arguments(cls: type, generic: type) -> tuple[object, ...]:
         if origin is generic:
             return args
         parameters = dict(zip(getattr(origin, "__parameters__", ()), args, strict=False))
-        return tuple(parameters.get(arg, arg) for arg in _type_arguments(origin, generic))
+        return tuple(_substitute(arg, parameters) for arg in _type_arguments(origin, generic))
     return ()
+
+
+def _substitute(arg: object, parameters: dict[Any, object]) -> object:
+    """``arg`` with the type parameters in ``parameters`` replaced, also inside a generic
+    alias (``StreamRequest[AddrT]`` becomes ``StreamRequest[InetSockAddr]``)."""
+    if isinstance(arg, typing.TypeVar):
+        return parameters.get(arg, arg)
+    inner: tuple[object, ...] = getattr(arg, "__parameters__", ())
+    if inner and typing.get_origin(arg) is not None:
+        return arg[tuple(parameters.get(p, p) for p in inner)]  # type: ignore[index]
+    return arg
 
 
 def _needs_state(state: object) -> bool:
