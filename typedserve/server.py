@@ -361,7 +361,8 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     @property
     def address(self) -> AddressT_co:
         """The bound address (the real port when the config asked for port 0), typed by the
-        transport: ``InetSockAddr`` for TCP and UDP, ``UnixSockAddr`` for Unix sockets."""
+        transport: ``InetSockAddr`` for TCP and UDP, ``UnixSockAddr`` for Unix sockets.
+        Before :meth:`bind` the built-in transports raise :class:`ServerClosedError`."""
         return self.transport.address
 
     @property
@@ -381,8 +382,10 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         return ServerStats.of(totals, truncated=self.transport.stats.truncated)
 
     def __repr__(self) -> str:
-        parts = type(self.transport).__name__, self.address, type(self.strategy).__name__
-        return "<Server {} {!r} {} {}>".format(*parts, self._life.phase.value)
+        # An unbound transport has no address yet (``address`` raises).
+        address = "(no address)" if self._life.phase is Phase.UNBOUND else repr(self.address)
+        parts = type(self.transport).__name__, address, type(self.strategy).__name__
+        return "<Server {} {} {} {}>".format(*parts, self._life.phase.value)
 
 
 class ServerFactory(Protocol):
