@@ -118,11 +118,14 @@ class AsyncStream(WriteSide[AddrT_co]):
     # -- reading -------------------------------------------------------------------------------
 
     @types.coroutine
-    def read(self, n: int = -1) -> Generator[Any, Any, bytes]:
+    def read(self, n: int = -1) -> Generator[object, bytes | None, bytes]:
         """Up to ``n`` bytes as soon as any are available; ``b""`` at end of stream.
 
         ``n=-1`` reads until the end of the stream.
         """
+        # A generator-based coroutine (the fast path parks without a frame of its own):
+        # ``await stream.read(n)`` is bytes. It yields to the task that runs it (object), and
+        # is sent None by asyncio, or the bytes received when it is resumed from a park.
         if self._read_error is not None:
             raise self._read_error
         if n > 0 and not self._buffer and not self._eof:
@@ -139,7 +142,7 @@ class AsyncStream(WriteSide[AddrT_co]):
                 self._want = n
                 self._parked = True
                 try:
-                    data: bytes = yield PARK
+                    data: bytes = yield PARK  # type: ignore[assignment]  # see above: bytes
                 finally:
                     self._parked = False
                 return data
