@@ -1,11 +1,13 @@
 """A transport of your own: at most N connections per client address, refused at accept time.
 
 ``PeerLimitTransport`` wraps a built-in stream transport (``TCPTransport`` by default) and is
-itself a ``Transport[StreamRequest]``: the server, the strategy and the handler cannot tell it
-from the transport it wraps. It delegates ``bind``, ``activate``, ``address``, ``fileno`` and
-``close``, and filters ``receive``: a connection from a host that already holds ``limit`` open
-connections is turned away with the request's own ``refuse`` and ``close`` before the server
-ever sees it, so it costs no worker and no handler.
+itself a ``Transport[StreamRequest[A], A]`` for the address type ``A`` of the transport it wraps
+(``InetSockAddr`` for TCP, ``UnixSockAddr`` for a Unix stream socket): the server, the strategy
+and the handler cannot tell it from the transport it wraps, and its addresses stay typed. It
+delegates ``bind``, ``activate``, ``address``, ``fileno`` and ``close``, and filters
+``receive``: a connection from a host that already holds ``limit`` open connections is turned
+away with the request's own ``refuse`` and ``close`` before the server ever sees it, so it
+costs no worker and no handler.
 
 Run it, then open three connections from another terminal (the third one is closed at once)::
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-from typing import Final
+from typing import Final, Generic, cast, overload
+
+from typing_extensions import TypeVar
 
 from typedserve import (
     InetAddress,
-    PeerAddress,
+    InetSockAddr,
     Server,
     ServerConfig,
     StreamHandler,
@@ -30,19 +34,23 @@ from typedserve import (
     TCPTransport,
     ThreadPerRequest,
     Transport,
+    TransportStats,
+    UnixSockAddr,
 )
 from typedserve.cli import run_until_signal
-from typedserve.transports import TransportStats
 
 logger = logging.getLogger("examples.custom_transport")
 
 _REFUSALS_PER_RECEIVE: Final = 64  # then give the loop back (the listener is still readable)
 _SWEEP_EVERY: Final = 256  # admissions between two sweeps of hosts whose connections all ended
 
+StreamAddrT = TypeVar("StreamAddrT", bound=InetSockAddr | UnixSockAddr, default=InetSockAddr)
+"""The address type of the wrapped stream transport (TCP's when not named)."""
 
-class PeerLimitTransport:
-    """A ``Transport[StreamRequest]`` that lets each client host hold at most ``limit``
-    connections at a time.
+
+class PeerLimitTransport(Generic[StreamAddrT]):
+    """A ``Transport[StreamRequest[StreamAddrT], StreamAddrT]`` that lets each client host hold
+    at most ``limit`` connections at a time.
 
     ``receive`` takes the wrapped transport's next connection. If its host (the peer's IP
     address; on a Unix socket every client is one host) already holds ``limit`` connections
@@ -67,12 +75,24 @@ class PeerLimitTransport:
                strategy=ThreadPerRequest())
     """
 
-    def __init__(self, limit: int, inner: Transport[StreamRequest] | None = None) -> None:
+    @overload
+    def __init__(self: PeerLimitTransport[InetSockAddr], limit: int) -> None: ...
+
+    @overload
+    def __init__(
+        self, limit: int, inner: Transport[StreamRequest[StreamAddrT], StreamAddrT]
+    ) -> None: ...
+
+    def __init__(
+        self, limit: int, inner: Transport[StreamRequest[StreamAddrT], StreamAddrT] | None = None
+    ) -> None:
         if limit < 1:
             raise ValueError(f"PeerLimitTransport: limit must be at least 1, got {limit}")
         self.limit = limit
         """The most connections one host may hold at a time."""
-        self.inner: Transport[StreamRequest] = inner if inner is not None else TCPTransport()
+        if inner is None:  # the first overload: StreamAddrT is InetSockAddr, TCP's
+            inner = cast("Transport[StreamRequest[StreamAddrT], StreamAddrT]", TCPTransport())
+        self.inner = inner
         """The wrapped transport, which owns the listening socket."""
         self.stats: TransportStats = self.inner.stats
         """The wrapped transport's counters (the same object)."""
@@ -90,7 +110,7 @@ class PeerLimitTransport:
         self.inner.activate()
 
     @property
-    def address(self) -> PeerAddress:
+    def address(self) -> StreamAddrT:
         """The wrapped transport's bound address."""
         return self.inner.address
 
@@ -98,7 +118,7 @@ class PeerLimitTransport:
         """The wrapped transport's listening fd."""
         return self.inner.fileno()
 
-    def receive(self) -> StreamRequest | None:
+    def receive(self) -> StreamRequest[StreamAddrT] | None:
         """The next connection whose host is under the limit, or ``None`` (nothing pending,
         or a burst of refusals: the loop calls again while the listener is readable)."""
         for _ in range(_REFUSALS_PER_RECEIVE):
@@ -112,7 +132,7 @@ class PeerLimitTransport:
         self.inner.close()
         self._open.clear()
 
-    def _admit(self, request: StreamRequest) -> bool:
+    def _admit(self, request: StreamRequest[StreamAddrT]) -> bool:
         host = _host(request.peer)
         held = [conn for conn in self._open.get(host, ()) if conn.fileno() >= 0]
         if len(held) >= self.limit:
@@ -145,11 +165,10 @@ class PeerLimitTransport:
         }
 
 
-def _host(peer: PeerAddress) -> str | bytes:
+def _host(peer: InetSockAddr | UnixSockAddr) -> str | bytes:
     """The part of a peer address that names the client host: the IP address of an inet
-    peer (``(host, port)`` or ``(host, port, flow, scope)``), the whole of any other."""
-    host: str | bytes = peer[0] if isinstance(peer, tuple) else peer
-    return host
+    peer (``(host, port)`` or ``(host, port, flow, scope)``), the whole of a Unix one."""
+    return peer[0] if isinstance(peer, tuple) else peer
 
 
 class LineEcho(StreamHandler):
@@ -163,7 +182,9 @@ class LineEcho(StreamHandler):
             self.wfile.write(line)
 
 
-def build_server(config: ServerConfig, limit: int = 2) -> Server[StreamRequest]:
+def build_server(
+    config: ServerConfig, limit: int = 2
+) -> Server[StreamRequest[InetSockAddr], None, InetSockAddr, ThreadPerRequest]:
     """A line echo server on ``config`` allowing ``limit`` connections per client host."""
     return Server(
         config=config,
@@ -173,13 +194,21 @@ def build_server(config: ServerConfig, limit: int = 2) -> Server[StreamRequest]:
     )
 
 
+class Args(argparse.Namespace):
+    """The command line, typed."""
+
+    host: str
+    port: int
+    limit: int
+
+
 def main() -> int:
     """Parse ``--host``/``--port``/``--limit`` and serve until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7171)
     parser.add_argument("--limit", type=int, default=2, help="connections per client host")
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=Args())
     config = ServerConfig(address=InetAddress(host=args.host, port=args.port))
     server = build_server(config, args.limit)
     print(

@@ -10,11 +10,14 @@ Run it::
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from typedserve import (
     Datagram,
     DatagramHandler,
     InetAddress,
+    InetSockAddr,
+    Inline,
     Server,
     ServerConfig,
     StreamHandler,
@@ -45,18 +48,30 @@ class DatagramEcho(DatagramHandler):
         self.request.reply(self.request.payload)
 
 
-def build_servers(config: ServerConfig) -> tuple[Server[StreamRequest], Server[Datagram]]:
+TCPEcho: TypeAlias = Server[StreamRequest[InetSockAddr], None, InetSockAddr, ThreadPerRequest]
+UDPEcho: TypeAlias = Server[Datagram[InetSockAddr], None, InetSockAddr, Inline]
+
+
+def build_servers(config: ServerConfig) -> tuple[TCPEcho, UDPEcho]:
     """The TCP echo server and a UDP echo server on the same port."""
     tcp = Server(
         config=config, transport=TCPTransport(), handler=LineEcho, strategy=ThreadPerRequest()
     )
-    port = tcp.address[1]
+    port = tcp.address[1]  # an int: a TCP server's address is (host, port[, flow, scope])
+    overrides: dict[str, object] = {"address.port": port}
     udp = Server(
-        config=config.with_overrides({"address.port": port}),
+        config=config.with_overrides(overrides),
         transport=UDPTransport(),
         handler=DatagramEcho,
     )
     return tcp, udp
+
+
+class Args(argparse.Namespace):
+    """The command line, typed."""
+
+    host: str
+    port: int
 
 
 def main() -> int:
@@ -64,7 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=Args())
     config = ServerConfig(address=InetAddress(host=args.host, port=args.port))
     tcp, udp = build_servers(config)
     print(f"echo on TCP and UDP {args.host}:{tcp.address[1]}", flush=True)

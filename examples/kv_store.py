@@ -1,8 +1,12 @@
 """A line-protocol key-value store shared by every connection, guarded by a lock.
 
-The seed's point about shared state: with a threaded strategy all handlers see one ``Store``
+The seed's point about shared state: with a threaded strategy all handlers see one store
 (injected as the server's ``state``), so access is serialised with a lock. Under a forking
 strategy each child would get a copy and writes would never reach the parent.
+
+The handler depends on an interface, ``Store`` (a ``Protocol``), not on the implementation the
+server is given (``MemoryStore``): ``StreamHandler[Store]`` accepts ``state=MemoryStore()``, or
+any other implementation (a test double, a store on disk), and mypy checks that it is one.
 
 Protocol (one command per line, UTF-8)::
 
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import threading
+from typing import Protocol, TypeAlias
 
 from typedserve import (
     InetAddress,
+    InetSockAddr,
     Server,
     ServerConfig,
     StreamHandler,
@@ -39,8 +45,28 @@ from typedserve.strategies import ThreadPerRequest
 MAX_LINE = 64 * 1024
 
 
-class Store:
-    """A dict of strings behind a lock: the state every connection shares."""
+class Store(Protocol):
+    """What the handler needs from the shared state (the server is given an implementation)."""
+
+    def set(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``."""
+        ...
+
+    def get(self, key: str) -> str | None:
+        """The value under ``key``, or ``None``."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; whether it was there."""
+        ...
+
+    def keys(self) -> list[str]:
+        """The keys, sorted."""
+        ...
+
+
+class MemoryStore:
+    """A ``Store``: a dict of strings behind a lock, the state every connection shares."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,15 +132,27 @@ class KVHandler(StreamHandler[Store]):
         self.wfile.write(text.encode() + b"\n")
 
 
-def build_server(config: ServerConfig, store: Store | None = None) -> Server[StreamRequest, Store]:
-    """The key-value server on ``config`` (a ``typedserve serve`` factory)."""
+KVServer: TypeAlias = Server[StreamRequest[InetSockAddr], Store, InetSockAddr, ThreadPerRequest]
+"""The server's full type: request, state, address and strategy (all four checked)."""
+
+
+def build_server(config: ServerConfig, store: Store | None = None) -> KVServer:
+    """The key-value server on ``config`` (a ``typedserve serve`` factory); ``store`` is any
+    ``Store`` (a new ``MemoryStore`` by default)."""
     return Server(
         config=config,
         transport=TCPTransport(),
         handler=KVHandler,
-        state=Store() if store is None else store,
+        state=MemoryStore() if store is None else store,
         strategy=ThreadPerRequest(),
     )
+
+
+class Args(argparse.Namespace):
+    """The command line, typed."""
+
+    host: str
+    port: int
 
 
 def main() -> int:
@@ -122,7 +160,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7070)
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=Args())
     config = ServerConfig(
         address=InetAddress(host=args.host, port=args.port), timeouts=Timeouts(idle=300)
     )

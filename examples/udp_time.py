@@ -20,6 +20,8 @@ from typedserve import (
     Datagram,
     DatagramHandler,
     InetAddress,
+    InetSockAddr,
+    Inline,
     Limits,
     Server,
     ServerConfig,
@@ -45,8 +47,9 @@ class Quotes:
         return next(self._next)
 
 
-class TimeService(DatagramHandler[Quotes]):
-    """Answer ``time`` and ``quote`` requests."""
+class TimeService(DatagramHandler[Quotes, InetSockAddr]):
+    """Answer ``time`` and ``quote`` requests (over UDP: ``self.request.peer`` is an inet
+    address, ``(host, port)`` or ``(host, port, flowinfo, scope_id)``)."""
 
     def handle(self) -> None:
         """Write the answer to ``wfile``: it is sent as one reply datagram."""
@@ -60,9 +63,18 @@ class TimeService(DatagramHandler[Quotes]):
         self.wfile.write(answer.encode())
 
 
-def build_server(config: ServerConfig) -> Server[Datagram, Quotes]:
+def build_server(
+    config: ServerConfig,
+) -> Server[Datagram[InetSockAddr], Quotes, InetSockAddr, Inline]:
     """The time service on ``config`` (a ``typedserve serve`` factory)."""
     return Server(config=config, transport=UDPTransport(), handler=TimeService, state=Quotes())
+
+
+class Args(argparse.Namespace):
+    """The command line, typed."""
+
+    host: str
+    port: int
 
 
 def main() -> int:
@@ -70,7 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3700)
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=Args())
     config = ServerConfig(
         address=InetAddress(host=args.host, port=args.port),
         limits=Limits(max_datagram_size=512),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from typedserve import PeerAddress, StreamHandler
+from typedserve import InetSockAddr, PeerAddress, StreamHandler, UnixSockAddr
 from typedserve.testing import LeakCheck, connect, serve_in_thread
 
 if TYPE_CHECKING:
@@ -44,8 +44,9 @@ class EventOnMessage(logging.Handler):
             self.seen.set()
 
 
-def loopback(address: PeerAddress) -> PeerAddress:
+def loopback(address: PeerAddress) -> InetSockAddr | UnixSockAddr:
     """Where a client reaches a server bound to ``address`` (``::`` is reached at ``::1``)."""
+    assert address is not None  # a bound listener always has an address
     if isinstance(address, tuple) and address[0] == "::":
         return ("::1", *address[1:])
     return address

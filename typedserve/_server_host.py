@@ -72,7 +72,7 @@ class ServerHost(Generic[RequestT]):
         return self._server._serving.factory
 
     @property
-    def context(self) -> ServerContext[Any]:
+    def context(self) -> ServerContext[object]:
         """The handlers' context."""
         return self._server.context
 

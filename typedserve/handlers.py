@@ -35,7 +35,7 @@ from typing_extensions import Buffer
 
 from typedserve.context import ServerContext, StateT
 from typedserve.framing import Framing
-from typedserve.requests import Datagram, RequestT, StreamRequest
+from typedserve.requests import AddrT, Datagram, RequestT, StreamRequest
 
 __all__ = [
     "DatagramHandler",
@@ -64,7 +64,10 @@ class HandlerLike(Protocol):
 
 
 HandlerFactory: TypeAlias = Callable[[RequestT, ServerContext[StateT]], HandlerLike]
-"""Builds the handler for one request; a :class:`Handler` subclass is one."""
+"""Builds the handler for one request; a :class:`Handler` subclass is one.
+
+A ``ServerContext`` is covariant in its state, so a factory written for a
+``ServerContext[Store]`` serves a server whose state is any ``Store``."""
 
 
 def declared_framing(factory: object) -> Framing | None:
@@ -176,8 +179,13 @@ def _arm_deadline(sock: socket.socket, deadline: float) -> None:
         sock.settimeout(remaining)
 
 
-class StreamHandler(Handler[StreamRequest, StateT]):
+class StreamHandler(Handler[StreamRequest[AddrT], StateT], Generic[StateT, AddrT]):
     """A handler for stream connections with file-like ``rfile`` and ``wfile``.
+
+    ``StreamHandler[S]`` has shared state of type ``S``; ``StreamHandler[S, A]`` also names the
+    address type of its transport, so ``self.request.peer`` and ``self.request.local`` are
+    ``A``: ``InetSockAddr`` for ``TCPTransport``, ``UnixSockAddr`` for
+    ``UnixStreamTransport``. Left out, it is the ``PeerAddress`` union (any stream transport).
 
     Class attributes tune each connection: ``rbufsize`` (``rfile`` buffer, ``-1`` for the
     default), ``wbufsize`` (``0``: every ``wfile.write`` is sent at once; otherwise buffered and
@@ -294,8 +302,13 @@ class StreamHandler(Handler[StreamRequest, StateT]):
                     file.close()
 
 
-class DatagramHandler(Handler[Datagram, StateT]):
+class DatagramHandler(Handler[Datagram[AddrT], StateT], Generic[StateT, AddrT]):
     """A handler for datagrams with ``rfile`` over the payload and ``wfile`` for the reply.
+
+    ``DatagramHandler[S]`` has shared state of type ``S``; ``DatagramHandler[S, A]`` also names
+    the type of ``self.request.peer``: ``InetSockAddr`` for ``UDPTransport``,
+    ``UnixDatagramPeer`` for ``UnixDatagramTransport``. Left out, it is the ``PeerAddress``
+    union (any datagram transport).
 
     What :meth:`handle` writes to ``wfile`` is sent back as one datagram by :meth:`finish`; if
     nothing was written, nothing is sent (call ``self.request.reply(b"")`` for an empty reply).

@@ -46,8 +46,8 @@ class Host(Protocol[RequestT]):
         """The handler factory: ``handler(request, context)`` builds one request's handler."""
 
     @property
-    def context(self) -> ServerContext[Any]:
-        """The context every handler receives."""
+    def context(self) -> ServerContext[object]:
+        """The context every handler receives (its state's type is the server's)."""
 
     @property
     def counters(self) -> Counters:

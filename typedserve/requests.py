@@ -12,25 +12,67 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Generic, Protocol, TypeAlias
 
 from typing_extensions import TypeVar
 
-__all__ = ["Datagram", "FramedRequest", "PeerAddress", "Request", "RequestT", "StreamRequest"]
+__all__ = [
+    "AddrT",
+    "AddrT_co",
+    "Datagram",
+    "FramedRequest",
+    "IPv4SockAddr",
+    "IPv6SockAddr",
+    "InetSockAddr",
+    "PeerAddress",
+    "Request",
+    "RequestT",
+    "StreamRequest",
+    "UnixDatagramPeer",
+    "UnixSockAddr",
+]
 
-PeerAddress: TypeAlias = Any
-"""A socket address as the ``socket`` module returns it: ``(host, port)``, ``(host, port, flow,
-scope)`` for IPv6, or a ``str``/``bytes`` path for Unix sockets (often ``""`` for an unnamed
-client)."""
+# Socket addresses, as the ``socket`` module returns them (types only: the values are the
+# module's own tuples, strings and bytes, never converted).
+
+IPv4SockAddr: TypeAlias = tuple[str, int]
+"""An IPv4 socket address: ``(host, port)``."""
+
+IPv6SockAddr: TypeAlias = tuple[str, int, int, int]
+"""An IPv6 socket address: ``(host, port, flowinfo, scope_id)``."""
+
+InetSockAddr: TypeAlias = IPv4SockAddr | IPv6SockAddr
+"""The address of a TCP or UDP socket (``TCPTransport``, ``UDPTransport``): IPv4 or IPv6, as
+the config's host (or an inherited socket) decides at bind time."""
+
+UnixSockAddr: TypeAlias = str | bytes
+"""The address of a Unix socket: a path (``str``; ``""`` for an unnamed socket, which is what an
+accepted client usually is) or an abstract name (``bytes`` starting with a NUL byte)."""
+
+UnixDatagramPeer: TypeAlias = UnixSockAddr | None
+"""The sender of a Unix datagram: its address, or ``None`` for a sender that did not bind (it
+cannot be replied to)."""
+
+PeerAddress: TypeAlias = InetSockAddr | UnixSockAddr | None
+"""Any socket address a built-in transport produces: the union of the types above. A request's
+``peer`` and a server's ``address`` have the precise type of their transport (``InetSockAddr``
+for TCP and UDP, ``UnixSockAddr`` for Unix sockets, ``UnixDatagramPeer`` for a Unix datagram's
+sender); handlers that do not name one see this union."""
+
+AddrT = TypeVar("AddrT", bound=PeerAddress, default=PeerAddress)
+"""A socket address type (one of the aliases above; the union when not named)."""
+
+AddrT_co = TypeVar("AddrT_co", bound=PeerAddress, covariant=True, default=PeerAddress)
+"""A socket address type, for the read-only values that carry one (requests, transports)."""
 
 SocketType: TypeAlias = socket.socket
 
 _DISCARD = 65_536  # unread input discarded before a refusal's close, so the peer gets a FIN
 
 
-class Request(Protocol):
+class Request(Protocol[AddrT_co]):
     """What the server does with a request, whatever its kind (a custom transport's requests
-    implement it too).
+    implement it too); ``AddrT_co`` is the type of its ``peer``.
 
     ``close`` runs exactly once per request, after its handler (or instead of it), on the
     thread that served it. ``cut`` may run on another thread while the handler runs: it must
@@ -39,7 +81,7 @@ class Request(Protocol):
     """
 
     @property
-    def peer(self) -> PeerAddress:
+    def peer(self) -> AddrT_co:
         """The client's address (for logs and the access policy)."""
 
     @property
@@ -72,8 +114,10 @@ RequestT = TypeVar("RequestT", bound=Request)
 
 
 @dataclass(frozen=True, slots=True)
-class StreamRequest:
-    """One accepted stream connection.
+class StreamRequest(Generic[AddrT_co]):
+    """One accepted stream connection; ``AddrT_co`` is the type of its addresses (``peer`` and
+    ``local``: ``InetSockAddr`` from ``TCPTransport``, ``UnixSockAddr`` from
+    ``UnixStreamTransport``; the ``PeerAddress`` union when not named).
 
     ``socket`` is connected and blocking (with the config's idle timeout, if any). The server
     owns it: it is shut down and closed after the handler's ``finish``, so handler code must
@@ -82,7 +126,7 @@ class StreamRequest:
     """
 
     socket: socket.socket
-    peer: PeerAddress
+    peer: AddrT_co
     deadline: float | None = None
 
     @property
@@ -92,9 +136,10 @@ class StreamRequest:
         return None
 
     @property
-    def local(self) -> PeerAddress:
+    def local(self) -> AddrT_co:
         """The local end of the connection (``getsockname()``)."""
-        return self.socket.getsockname()
+        local: AddrT_co = self.socket.getsockname()  # the socket module's Any, named
+        return local
 
     @property
     def connection(self) -> SocketType:
@@ -144,7 +189,7 @@ class StreamRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class FramedRequest(StreamRequest):
+class FramedRequest(StreamRequest[AddrT_co]):
     """One request on a connection whose handler declares its framing.
 
     ``frame`` holds the request's bytes, assembled by the server's loop before a worker was
@@ -154,7 +199,7 @@ class FramedRequest(StreamRequest):
     """
 
     frame: bytes = b""
-    release: Callable[[FramedRequest], None] | None = None
+    release: Callable[[FramedRequest[AddrT_co]], None] | None = None
 
     def close(self) -> None:
         """Give the connection back to the server's loop (it closes it if it must)."""
@@ -164,8 +209,10 @@ class FramedRequest(StreamRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class Datagram:
-    """One received datagram.
+class Datagram(Generic[AddrT_co]):
+    """One received datagram; ``AddrT_co`` is the type of its ``peer`` (``InetSockAddr`` from
+    ``UDPTransport``, ``UnixDatagramPeer`` from ``UnixDatagramTransport``; the ``PeerAddress``
+    union when not named).
 
     Nothing is sent back unless the handler calls :meth:`reply` (or writes to a
     ``DatagramHandler``'s ``wfile``): there is no implicit empty reply. ``truncated`` is true only
@@ -174,13 +221,16 @@ class Datagram:
     """
 
     payload: bytes
-    peer: PeerAddress
+    peer: AddrT_co
     socket: socket.socket
     truncated: bool = False
 
     def reply(self, data: bytes) -> None:
-        """Send ``data`` as one datagram to :attr:`peer` from the server's socket."""
-        self.socket.sendto(data, self.peer)
+        """Send ``data`` as one datagram to :attr:`peer` from the server's socket.
+
+        A ``None`` peer (a Unix datagram sender that did not bind an address) cannot be replied
+        to: ``sendto`` raises ``TypeError``."""
+        self.socket.sendto(data, self.peer)  # type: ignore[arg-type]  # None: see above
 
     # Plain class attributes, not properties: the loop reads both once per datagram.
     connection = None
@@ -225,10 +275,10 @@ _set_payload, _set_peer, _set_socket, _set_truncated = _slot_setters(
 
 
 def new_stream_request(
-    sock: socket.socket, peer: PeerAddress, deadline: float | None = None
-) -> StreamRequest:
+    sock: socket.socket, peer: AddrT, deadline: float | None = None
+) -> StreamRequest[AddrT]:
     """``StreamRequest(sock, peer, deadline)``, built faster (for transports)."""
-    request: StreamRequest = _new(StreamRequest)
+    request: StreamRequest[AddrT] = _new(StreamRequest)
     _set_conn(request, sock)
     _set_conn_peer(request, peer)
     _set_deadline(request, deadline)
@@ -236,10 +286,10 @@ def new_stream_request(
 
 
 def new_datagram(
-    payload: bytes, peer: PeerAddress, sock: socket.socket, truncated: bool = False
-) -> Datagram:
+    payload: bytes, peer: AddrT, sock: socket.socket, truncated: bool = False
+) -> Datagram[AddrT]:
     """``Datagram(payload, peer, sock, truncated)``, built faster (for transports)."""
-    datagram: Datagram = _new(Datagram)
+    datagram: Datagram[AddrT] = _new(Datagram)
     _set_payload(datagram, payload)
     _set_peer(datagram, peer)
     _set_socket(datagram, sock)

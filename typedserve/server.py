@@ -8,26 +8,26 @@ request), ``_loop`` (the selector loop and drain), ``_server_host`` (the strateg
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, cast, overload
 
-from typing_extensions import Unpack
+from typing_extensions import TypeVar, Unpack
 
 from typedserve._lifecycle import Lifecycle, Phase, StopSignal
 from typedserve._loop import SelectorLoop
 from typedserve._server_host import ServerHost
 from typedserve._serving import Serving
 from typedserve.config import ServerConfig
-from typedserve.context import ServerContext, StateT
+from typedserve.context import ServerContext, StateT, StateT_co
 from typedserve.counters import Counters
 from typedserve.drain import RELEASE_WAIT, DrainReport, log_report
 from typedserve.errors import ServerClosedError, StrategyMismatchError
 from typedserve.handlers import HandlerFactory
 from typedserve.options import ServerOptions
-from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
+from typedserve.requests import AddrT, Datagram, PeerAddress, Request, RequestT, StreamRequest
 from typedserve.stats import ServerStats
 from typedserve.strategies.base import LoopOwner, Strategy
 from typedserve.strategies.inline import Inline
-from typedserve.transports.base import Transport
+from typedserve.transports.base import RequestT_co, Transport
 from typedserve.transports.quiesce import release_new_connections
 
 if TYPE_CHECKING:
@@ -35,12 +35,26 @@ if TYPE_CHECKING:
     from typedserve.aio.stream import AsyncStream
     from typedserve.strategies.aio import AsyncIO
 
-__all__ = ["Server", "ServerOptions", "ServerStats"]
+__all__ = ["AddressT_co", "Server", "ServerFactory", "ServerOptions", "ServerStats", "StrategyT_co"]
 
 logger = logging.getLogger("typedserve.server")
 
+AddressT_co = TypeVar("AddressT_co", bound=PeerAddress, covariant=True, default=Any)
+"""A server's address type: its transport's (``server.address``). A ``Server`` built in place
+has the precise one; an annotation that leaves it out (``Server[StreamRequest, Store]``) says
+"any", as it did before addresses were typed."""
 
-class Server(Generic[RequestT, StateT]):
+StrategyT_co = TypeVar("StrategyT_co", bound=LoopOwner, covariant=True, default=Any)
+"""A server's strategy type (``server.strategy``): ``handle_request`` needs a dispatching one
+(a :class:`~typedserve.strategies.base.Strategy`, not ``AsyncIO``). Left out of an
+annotation: any."""
+
+# The constructor's own type variables (invariant: they are solved from the arguments).
+_PeerT = TypeVar("_PeerT", bound=PeerAddress)
+_DispatchT = TypeVar("_DispatchT", bound=Strategy, default=Inline)
+
+
+class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     """A server made of a config, a transport, a strategy and a handler.
 
     Example::
@@ -52,7 +66,15 @@ class Server(Generic[RequestT, StateT]):
 
     The handler must accept the transport's request type: a ``DatagramHandler`` with a
     ``TCPTransport`` is a type error. ``state`` is shared with every handler through
-    ``handler.context.state`` (its type is checked against the handler's ``StateT``).
+    ``handler.context.state`` (its type is checked against the handler's ``StateT``: an
+    instance of it, or of a subclass or an implementation of it).
+
+    Typing: ``Server[RequestT, StateT, AddressT, StrategyT]``, inferred from the arguments (the
+    server above is a ``Server[StreamRequest[InetSockAddr], None, InetSockAddr,
+    ThreadPerRequest]``). It is covariant in all four, so it is also a
+    ``Server[StreamRequest, None]``; ``AddressT`` and ``StrategyT`` left out of an annotation
+    mean any (``Any``): spell them for a typed :attr:`address` and a checked
+    :meth:`handle_request`.
 
     Resource handling: the server binds and activates the transport on construction (unless
     ``bind=False``; then call :meth:`bind`), and :meth:`close` (or leaving the ``with`` block)
@@ -71,72 +93,74 @@ class Server(Generic[RequestT, StateT]):
     """
 
     # Async handlers pair with AsyncIO (not a ``Strategy``: no ``submit``), sync ones with others.
+    # The handler's context is covariant in its state, so a handler declared for an interface
+    # (``StreamHandler[Store]``) takes any implementation of it as ``state``.
     @overload
     def __init__(
-        self: Server[StreamRequest, None],
+        self: Server[StreamRequest[_PeerT], None, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[StreamRequest],
-        handler: AsyncHandlerFactory[AsyncStream, None],
+        transport: Transport[StreamRequest[_PeerT], AddrT],
+        handler: AsyncHandlerFactory[AsyncStream[_PeerT], None],
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[StreamRequest]],
+        **options: Unpack[ServerOptions[StreamRequest[_PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[StreamRequest, StateT],
+        self: Server[StreamRequest[_PeerT], StateT, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[StreamRequest],
-        handler: AsyncHandlerFactory[AsyncStream, StateT],
+        transport: Transport[StreamRequest[_PeerT], AddrT],
+        handler: AsyncHandlerFactory[AsyncStream[_PeerT], StateT],
         state: StateT,
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[StreamRequest]],
+        **options: Unpack[ServerOptions[StreamRequest[_PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[Datagram, None],
+        self: Server[Datagram[_PeerT], None, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[Datagram],
-        handler: AsyncHandlerFactory[Datagram, None],
+        transport: Transport[Datagram[_PeerT], AddrT],
+        handler: AsyncHandlerFactory[Datagram[_PeerT], None],
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[Datagram]],
+        **options: Unpack[ServerOptions[Datagram[_PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[Datagram, StateT],
+        self: Server[Datagram[_PeerT], StateT, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[Datagram],
-        handler: AsyncHandlerFactory[Datagram, StateT],
+        transport: Transport[Datagram[_PeerT], AddrT],
+        handler: AsyncHandlerFactory[Datagram[_PeerT], StateT],
         state: StateT,
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[Datagram]],
+        **options: Unpack[ServerOptions[Datagram[_PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[RequestT, None],
+        self: Server[RequestT, None, AddrT, _DispatchT],
         *,
         config: ServerConfig,
-        transport: Transport[RequestT],
+        transport: Transport[RequestT, AddrT],
         handler: HandlerFactory[RequestT, None],
-        strategy: Strategy | None = None,
+        strategy: _DispatchT | None = None,
         **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self,
+        self: Server[RequestT, StateT, AddrT, _DispatchT],
         *,
         config: ServerConfig,
-        transport: Transport[RequestT],
+        transport: Transport[RequestT, AddrT],
         handler: HandlerFactory[RequestT, StateT],
         state: StateT,
-        strategy: Strategy | None = None,
+        strategy: _DispatchT | None = None,
         **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
@@ -144,16 +168,19 @@ class Server(Generic[RequestT, StateT]):
         self,
         *,
         config: ServerConfig,
-        transport: Transport[Any],
-        handler: HandlerFactory[RequestT, Any] | AsyncHandlerFactory[Any, Any],
+        transport: Transport[Any, Any],
+        handler: HandlerFactory[Any, Any] | AsyncHandlerFactory[Any, Any],
         state: Any = None,
         strategy: Strategy | AsyncIO | None = None,
         **options: Unpack[ServerOptions[Any]],
     ) -> None:
         self.config = config
-        self.transport: Transport[RequestT] = transport
-        self.strategy: LoopOwner = Inline() if strategy is None else strategy
-        self.state = state
+        self.transport: Transport[RequestT_co, AddressT_co] = transport
+        # The overloads made the strategy's type StrategyT (``Inline`` when none is given).
+        self.strategy: StrategyT_co = cast(
+            "StrategyT_co", Inline() if strategy is None else strategy
+        )
+        self.state: StateT_co = state
         self._on_timeout = options.get("on_timeout")
         # Only a dispatching strategy runs on the server's loop; AsyncIO casts its factory back.
         self._dispatch: Strategy | None = (
@@ -161,12 +188,12 @@ class Server(Generic[RequestT, StateT]):
         )
         counters = Counters(self.strategy.process_slots)
         serial = self._dispatch is not None and self._dispatch.serial
-        factory = cast("HandlerFactory[RequestT, Any]", handler)
-        self._serving: Serving[RequestT] = Serving(factory, config, options, counters, serial)
+        factory = cast("HandlerFactory[RequestT_co, Any]", handler)
+        self._serving: Serving[RequestT_co] = Serving(factory, config, options, counters, serial)
         self._host = ServerHost(self)
         self._life = Lifecycle()
         self._stop = StopSignal()
-        self._loop: SelectorLoop[RequestT] | None = None
+        self._loop: SelectorLoop[RequestT_co] | None = None
         if options.get("bind", True):
             self.bind()
 
@@ -238,11 +265,16 @@ class Server(Generic[RequestT, StateT]):
         finally:
             self._leave_loop()
 
-    def handle_request(self, timeout: float | None = -1.0) -> bool:
+    def handle_request(
+        self: Server[Request, object, PeerAddress, Strategy], timeout: float | None = -1.0
+    ) -> bool:
         """Wait for one request and dispatch it; return whether one was dispatched.
 
         ``timeout`` defaults to ``config.timeouts.poll`` (``None``: wait forever). When it
         expires with no request, the ``on_timeout`` hook runs and ``False`` is returned.
+
+        Only for a dispatching strategy: on a server built with ``AsyncIO`` (which owns its
+        loop) it is a type error, and raises :class:`StrategyMismatchError` when called anyway.
         """
         if self._dispatch is None:
             raise StrategyMismatchError(
@@ -278,10 +310,13 @@ class Server(Generic[RequestT, StateT]):
         self._stop.request()
 
     @overload
-    def shutdown(self) -> None: ...
+    def shutdown(self, grace: None = None) -> None: ...
 
     @overload
     def shutdown(self, grace: float) -> DrainReport | None: ...
+
+    @overload
+    def shutdown(self, grace: float | None) -> DrainReport | None: ...
 
     def shutdown(self, grace: float | None = None) -> DrainReport | None:
         """Stop :meth:`serve_forever`; with ``grace``, also drain and report.
@@ -324,12 +359,14 @@ class Server(Generic[RequestT, StateT]):
         return self._life.serving.wait(timeout)
 
     @property
-    def address(self) -> PeerAddress:
-        """The bound address (the real port when the config asked for port 0)."""
+    def address(self) -> AddressT_co:
+        """The bound address (the real port when the config asked for port 0), typed by the
+        transport: ``InetSockAddr`` for TCP and UDP, ``UnixSockAddr`` for Unix sockets.
+        Before :meth:`bind` the built-in transports raise :class:`ServerClosedError`."""
         return self.transport.address
 
     @property
-    def context(self) -> ServerContext[StateT]:
+    def context(self) -> ServerContext[StateT_co]:
         """The context handlers receive (after :meth:`bind`)."""
         if self._serving.context is None:
             raise ServerClosedError("the server is not bound")
@@ -345,5 +382,27 @@ class Server(Generic[RequestT, StateT]):
         return ServerStats.of(totals, truncated=self.transport.stats.truncated)
 
     def __repr__(self) -> str:
-        parts = type(self.transport).__name__, self.address, type(self.strategy).__name__
-        return "<Server {} {!r} {} {}>".format(*parts, self._life.phase.value)
+        # An unbound transport has no address yet (``address`` raises).
+        address = "(no address)" if self._life.phase is Phase.UNBOUND else repr(self.address)
+        parts = type(self.transport).__name__, address, type(self.strategy).__name__
+        return "<Server {} {} {} {}>".format(*parts, self._life.phase.value)
+
+
+class ServerFactory(Protocol):
+    """What ``typedserve serve MODULE:ATTR`` calls when ``ATTR`` is not a handler class: a
+    callable taking the effective config (positionally) and returning a server it built.
+
+    Annotate a factory's result ``Server[...]`` as precisely as you like (every server is a
+    ``Server[Request, object, PeerAddress, LoopOwner]``); extra parameters need defaults.
+    The command line checks what it loads against this shape before calling it, and checks
+    the result is a :class:`Server`, naming the object when either is not.
+
+    Example::
+
+        def build_server(config: ServerConfig) -> Server[StreamRequest, Store]:
+            return Server(config=config, transport=TCPTransport(), handler=KV, state=Store())
+    """
+
+    def __call__(self, config: ServerConfig, /) -> Server[Request, object, PeerAddress, LoopOwner]:
+        """Build the server for ``config`` (bound, or built with ``bind=False``)."""
+        ...

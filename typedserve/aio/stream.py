@@ -29,7 +29,7 @@ from typedserve.aio.resumable import PARK, ResumableTask
 from typedserve.aio.write_side import NO_EXPIRY as _NO_EXPIRY
 from typedserve.aio.write_side import WriteSide
 from typedserve.errors import FramingError, StateError
-from typedserve.requests import PeerAddress
+from typedserve.requests import AddrT_co
 
 __all__ = ["DEFAULT_LIMIT", "AsyncStream", "RecvIntoStream"]
 
@@ -39,8 +39,12 @@ DEFAULT_LIMIT: Final = 64 * 1024
 _HIGH_WATER: Final = 2 * DEFAULT_LIMIT  # pause reading from the socket above this many bytes
 
 
-class AsyncStream(WriteSide):
+class AsyncStream(WriteSide[AddrT_co]):
     """A connected stream socket served on an event loop, as the request of an async handler.
+
+    ``AddrT_co`` is the type of its addresses, as for a
+    :class:`~typedserve.requests.StreamRequest`: name it (``AsyncStream[InetSockAddr]``) for a
+    typed ``peer``; the ``PeerAddress`` union when not named.
 
     Reads: :meth:`read`, :meth:`readexactly`, :meth:`readuntil`, :meth:`readline` and
     ``async for line in stream`` (same meaning and exceptions as ``asyncio.StreamReader``).
@@ -81,12 +85,12 @@ class AsyncStream(WriteSide):
         self,
         loop: asyncio.AbstractEventLoop,
         ready: asyncio.Future[None],
-        peer: PeerAddress,
+        peer: AddrT_co,
         *,
         idle: float | None = None,
         deadline: float | None = None,
     ) -> None:
-        self.peer: PeerAddress = peer
+        self.peer: AddrT_co = peer
         """The remote address, as ``accept()`` returned it."""
         self.deadline: float | None = deadline
         """The ``time.monotonic()`` value by which the request must end (``timeouts.request``)."""
@@ -114,11 +118,14 @@ class AsyncStream(WriteSide):
     # -- reading -------------------------------------------------------------------------------
 
     @types.coroutine
-    def read(self, n: int = -1) -> Generator[Any, Any, bytes]:
+    def read(self, n: int = -1) -> Generator[object, bytes | None, bytes]:
         """Up to ``n`` bytes as soon as any are available; ``b""`` at end of stream.
 
         ``n=-1`` reads until the end of the stream.
         """
+        # A generator-based coroutine (the fast path parks without a frame of its own):
+        # ``await stream.read(n)`` is bytes. It yields to the task that runs it (object), and
+        # is sent None by asyncio, or the bytes received when it is resumed from a park.
         if self._read_error is not None:
             raise self._read_error
         if n > 0 and not self._buffer and not self._eof:
@@ -135,7 +142,7 @@ class AsyncStream(WriteSide):
                 self._want = n
                 self._parked = True
                 try:
-                    data: bytes = yield PARK
+                    data: bytes = yield PARK  # type: ignore[assignment]  # see above: bytes
                 finally:
                     self._parked = False
                 return data
@@ -404,7 +411,7 @@ class AsyncStream(WriteSide):
         return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"
 
 
-class RecvIntoStream(AsyncStream, asyncio.BufferedProtocol):
+class RecvIntoStream(AsyncStream[AddrT_co], asyncio.BufferedProtocol):
     """An :class:`AsyncStream` that the loop reads into a buffer shared by the whole table.
 
     For the stdlib's selector loop, whose transport otherwise allocates a fresh 256 KiB
@@ -422,7 +429,7 @@ class RecvIntoStream(AsyncStream, asyncio.BufferedProtocol):
         self,
         loop: asyncio.AbstractEventLoop,
         ready: asyncio.Future[None],
-        peer: PeerAddress,
+        peer: AddrT_co,
         *,
         recv_buffer: memoryview,
         idle: float | None = None,

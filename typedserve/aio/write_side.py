@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, Generic
 
 from typedserve.errors import StateError
-from typedserve.requests import PeerAddress
+from typedserve.requests import AddrT_co
 
 __all__ = ["WriteSide"]
 
@@ -24,8 +24,9 @@ NO_EXPIRY: Final = 0.0
 """``_expires`` when no wait is timed."""
 
 
-class WriteSide(asyncio.Protocol):
-    """What an :class:`~typedserve.aio.AsyncStream` does with the transport besides reading.
+class WriteSide(asyncio.Protocol, Generic[AddrT_co]):
+    """What an :class:`~typedserve.aio.AsyncStream` does with the transport besides reading
+    (``AddrT_co``: the type of its addresses, ``peer`` and ``local``).
 
     ``write`` is the transport's own ``write`` while the connection is up; ``drain`` returns a
     future that is already done while the transport is not paused. After a loss or the request
@@ -62,7 +63,7 @@ class WriteSide(asyncio.Protocol):
     so awaiting it does not suspend the handler.
     """
 
-    peer: PeerAddress
+    peer: AddrT_co
     _loop: asyncio.AbstractEventLoop
     _idle: float | None  # timeouts.idle, for each read and drain
     _transport: asyncio.Transport | None
@@ -144,9 +145,10 @@ class WriteSide(asyncio.Protocol):
             waiter.set_result(None)
 
     @property
-    def local(self) -> PeerAddress:
+    def local(self) -> AddrT_co:
         """The local end of the connection (``getsockname()``)."""
-        return self.get_extra_info("sockname")
+        local: AddrT_co = self.get_extra_info("sockname")  # the transport's Any, named
+        return local
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's extra information (``"sockname"``, ``"peername"``, ``"socket"``...)."""

@@ -19,16 +19,19 @@ import time
 import typing
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, Final
+from typing import Final, TypeAlias
 
 from typedserve.errors import StateError
+from typedserve.requests import PeerAddress, Request
 from typedserve.server import Server
+from typedserve.strategies.base import LoopOwner
 
 __all__ = ["STOP_MARGIN", "format_address", "run_until_signal", "serve_until_signal"]
 
 logger = logging.getLogger("typedserve.cli")
 
-AnyServer = Server[Any, Any]
+AnyServer: TypeAlias = Server[Request, object, PeerAddress, LoopOwner]
+"""Any server (``Server`` is covariant: this is the widest one)."""
 
 STOP_MARGIN: Final = 5.0
 """Seconds past ``shutdown.grace`` within which the ``typedserve`` command's process exits once
@@ -318,7 +321,7 @@ def _describe(server: AnyServer) -> str:
     return f"{kind} on {format_address(server.address)} with {type(server.strategy).__name__}"
 
 
-def format_address(address: Any) -> str:
+def format_address(address: PeerAddress) -> str:
     """``host:port`` (``[host]:port`` for IPv6) for an inet address; a Unix path as it is."""
     if isinstance(address, tuple):
         host, port = address[0], address[1]

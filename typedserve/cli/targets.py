@@ -1,7 +1,8 @@
 """What ``typedserve serve MODULE:ATTR`` serves: resolving the target and building its server.
 
 A target is a handler class (checked against the flags, then given a transport and a strategy)
-or a factory ``ATTR(config) -> Server``. Every mistake raises
+or a factory ``ATTR(config) -> Server`` (a :class:`~typedserve.server.ServerFactory`, checked
+against that shape before it is called). Every mistake raises
 :class:`~typedserve.errors.TypedServeError` with one line naming the target, the flag or the
 type, before anything is bound (except what a factory binds itself).
 """
@@ -18,11 +19,19 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from typedserve.config import ServerConfig
+from typedserve.config import InetAddress, ServerConfig, UnixAddress
 from typedserve.errors import TypedServeError
 from typedserve.handlers import Handler
-from typedserve.requests import Datagram, StreamRequest
-from typedserve.server import Server
+from typedserve.requests import (
+    Datagram,
+    InetSockAddr,
+    IPv4SockAddr,
+    IPv6SockAddr,
+    StreamRequest,
+    UnixDatagramPeer,
+    UnixSockAddr,
+)
+from typedserve.server import Server, ServerFactory
 from typedserve.strategies.base import Strategy
 from typedserve.transports import (
     TCPTransport,
@@ -37,6 +46,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "STRATEGY_NAMES",
     "HandlerShape",
+    "as_server_factory",
     "check_workers",
     "handler_shape",
     "import_target",
@@ -100,6 +110,7 @@ class HandlerShape:
     cls: type
     is_async: bool
     datagram: bool | None  # None: the class does not say; --udp decides
+    address: object = None  # the address type it names (``StreamHandler[S, A]``); None: any
 
 
 def handler_shape(spec: str, cls: type) -> HandlerShape | None:
@@ -120,10 +131,11 @@ def handler_shape(spec: str, cls: type) -> HandlerShape | None:
         raise TypedServeError(f"{spec} is abstract: it does not implement {missing}")
     _check_methods(spec, cls, is_async)
     request, state, *_ = (*_type_arguments(cls, base), None, None)
+    request_class = typing.get_origin(request) or request  # StreamRequest[A]: StreamRequest
     datagram: bool | None
-    if request is stream_type:
+    if request_class is stream_type:
         datagram = False
-    elif request is Datagram:
+    elif request_class is Datagram:
         datagram = True
     elif request is None or request is Any or isinstance(request, typing.TypeVar):
         datagram = None
@@ -137,7 +149,10 @@ def handler_shape(spec: str, cls: type) -> HandlerShape | None:
             f"{spec} expects shared state ({_type_name(state)}), which the command line cannot "
             "create: serve a factory(config) -> Server that passes state=..."
         )
-    return HandlerShape(cls, is_async, datagram)
+    address = next(iter(typing.get_args(request)), None)
+    if isinstance(address, typing.TypeVar):
+        address = None  # not named: the PeerAddress union, any transport's
+    return HandlerShape(cls, is_async, datagram, address)
 
 
 def _check_methods(spec: str, cls: type, is_async: bool) -> None:
@@ -167,8 +182,19 @@ def _type_arguments(cls: type, generic: type) -> tuple[object, ...]:
         if origin is generic:
             return args
         parameters = dict(zip(getattr(origin, "__parameters__", ()), args, strict=False))
-        return tuple(parameters.get(arg, arg) for arg in _type_arguments(origin, generic))
+        return tuple(_substitute(arg, parameters) for arg in _type_arguments(origin, generic))
     return ()
+
+
+def _substitute(arg: object, parameters: dict[Any, object]) -> object:
+    """``arg`` with the type parameters in ``parameters`` replaced, also inside a generic
+    alias (``StreamRequest[AddrT]`` becomes ``StreamRequest[InetSockAddr]``)."""
+    if isinstance(arg, typing.TypeVar):
+        return parameters.get(arg, arg)
+    inner: tuple[object, ...] = getattr(arg, "__parameters__", ())
+    if inner and typing.get_origin(arg) is not None:
+        return arg[tuple(parameters.get(p, p) for p in inner)]  # type: ignore[index]
+    return arg
 
 
 def _needs_state(state: object) -> bool:
@@ -220,11 +246,79 @@ def server_for_handler(
         transport = UnixDatagramTransport() if unix else UDPTransport()
     else:
         transport = UnixStreamTransport() if unix else TCPTransport()
+    given = _ADDRESSES[type(transport)]
+    if shape.address is not None and not _accepts(shape.address, given):
+        raise TypedServeError(
+            f"{args.target} is typed for {_address_name(shape.address)} addresses, but it would "
+            f"be served on a {type(transport).__name__} ({_where(config)}), whose addresses "
+            f"are {_address_name(given)}"
+        )
     handler: Any = shape.cls  # the checks above made the pairing the overloads require
     server: AnyServer = Server(
         config=config, transport=transport, handler=handler, strategy=strategy
     )
     return server
+
+
+# The peer address type of each transport the command line picks (what its requests carry).
+_ADDRESSES: dict[type, object] = {
+    TCPTransport: InetSockAddr,
+    UDPTransport: InetSockAddr,
+    UnixStreamTransport: UnixSockAddr,
+    UnixDatagramTransport: UnixDatagramPeer,
+}
+
+
+def _accepts(declared: object, given: object) -> bool:
+    """Whether a handler typed for ``declared`` addresses accepts ``given`` ones (every member
+    of the ``given`` union is one of ``declared``'s; unknown forms: yes)."""
+    declared_members, given_members = _union_members(declared), _union_members(given)
+    if declared_members is None or given_members is None:
+        return True
+    return given_members <= declared_members
+
+
+def _union_members(annotation: object) -> set[object] | None:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        members: set[object] = set()
+        for arg in typing.get_args(annotation):
+            inner = _union_members(arg)
+            if inner is None:
+                return None
+            members |= inner
+        return members
+    if annotation is None:
+        return {type(None)}
+    try:
+        return {annotation}
+    except TypeError:  # unhashable: cannot tell
+        return None
+
+
+def _address_name(annotation: object) -> str:
+    for name, known in _ADDRESS_NAMES.items():
+        if annotation == known:
+            return name
+    return _type_name(annotation)
+
+
+_ADDRESS_NAMES: dict[str, object] = {
+    "InetSockAddr": InetSockAddr,
+    "IPv4SockAddr": IPv4SockAddr,
+    "IPv6SockAddr": IPv6SockAddr,
+    "UnixSockAddr": UnixSockAddr,
+    "UnixDatagramPeer": UnixDatagramPeer,
+}
+
+
+def _where(config: ServerConfig) -> str:
+    address = config.address
+    if isinstance(address, UnixAddress):
+        return f"unix:{address.path}"
+    if isinstance(address, InetAddress):
+        return f"{address.host}:{address.port}"
+    return f"fd {address.fd}"
 
 
 def strategy_from_name(name: str, workers: int | None = None) -> Strategy | AsyncIO:
@@ -256,20 +350,68 @@ def strategy_from_name(name: str, workers: int | None = None) -> Strategy | Asyn
     return strategy
 
 
-def server_from_factory(
-    spec: str, factory: object, config: ServerConfig, args: argparse.Namespace
-) -> AnyServer:
-    """Call ``factory(config)`` and check that it made a server."""
-    if isinstance(factory, type) and not issubclass(factory, Server):
+def as_server_factory(spec: str, target: object) -> ServerFactory:
+    """``target`` as a :class:`~typedserve.server.ServerFactory`: a callable that takes the
+    config as its one required (positional) argument and is not annotated to return something
+    other than a ``Server``. Raises :class:`~typedserve.errors.TypedServeError` naming ``spec``
+    otherwise; what it returns is checked by :func:`server_from_factory` once called."""
+    if isinstance(target, type) and not issubclass(target, Server):
         raise TypedServeError(
             f"{spec} is a class but not a handler: subclass typedserve.handlers.StreamHandler "
             "or DatagramHandler, or typedserve.aio.AsyncHandler, or give a factory(config)"
         )
-    if not callable(factory):
+    if not callable(target):
         raise TypedServeError(
-            f"{spec} is an object of type {type(factory).__name__}, not a handler class or "
-            "a factory(config)"
+            f"{spec} is an object of type {type(target).__name__}, not a handler class or "
+            "a factory(config) -> Server (typedserve.ServerFactory)"
         )
+    try:
+        signature: inspect.Signature | None = inspect.signature(target)
+    except (TypeError, ValueError):  # some builtins have none: calling them will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(object())  # the config: only the arity is checked
+        except TypeError as exc:
+            raise TypedServeError(f"{spec} is not a factory(config) -> Server: {exc}") from None
+    returns = _declared_return(target)
+    if returns is not None and not _may_be_a_server(returns):
+        raise TypedServeError(
+            f"{spec} is not a factory(config) -> Server: it is annotated to return "
+            f"{_type_name(returns)}"
+        )
+    factory: ServerFactory = target  # its shape is checked; the result is checked when called
+    return factory
+
+
+def _declared_return(target: object) -> object | None:
+    """The return annotation of ``target``, resolved; ``None`` when absent or unresolvable."""
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # a name only imported for type checking, a class without hints...
+        return None
+    return hints.get("return")
+
+
+def _may_be_a_server(annotation: object) -> bool:
+    """Whether a value of the type ``annotation`` may be a ``Server`` (unknown forms: yes)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_may_be_a_server(arg) for arg in typing.get_args(annotation))
+    cls = origin if isinstance(origin, type) else annotation
+    if annotation is None or cls is type(None):
+        return False
+    if not isinstance(cls, type):
+        return True  # Any, a TypeVar, a string...: cannot tell
+    return issubclass(cls, Server) or issubclass(Server, cls)
+
+
+def server_from_factory(
+    spec: str, target: object, config: ServerConfig, args: argparse.Namespace
+) -> AnyServer:
+    """Check that ``target`` is a factory (:func:`as_server_factory`) and the flags do not
+    try to shape its server, call ``target(config)`` and check that it made a server."""
+    factory = as_server_factory(spec, target)
     flags = [flag for flag, value in _handler_flags(args) if value]
     if flags:
         raise TypedServeError(
@@ -277,16 +419,7 @@ def server_from_factory(
             "it (they apply to a handler class; set the strategy and transport in the factory)"
         )
     try:
-        signature: inspect.Signature | None = inspect.signature(factory)
-    except (TypeError, ValueError):  # some builtins have none: calling them will tell
-        signature = None
-    if signature is not None:
-        try:
-            signature.bind(config)
-        except TypeError as exc:
-            raise TypedServeError(f"{spec} is not a factory(config) -> Server: {exc}") from None
-    try:
-        server = factory(config)
+        made: object = factory(config)
     except TypedServeError:
         raise  # already names the address or the field
     except Exception as exc:
@@ -294,8 +427,9 @@ def server_from_factory(
         raise TypedServeError(
             f"{spec}(config) raised {type(exc).__name__}: {exc} (-v shows the traceback)"
         ) from None
-    if not isinstance(server, Server):
-        raise TypedServeError(f"{spec}(config) returned {server!r}, not a typedserve Server")
+    if not isinstance(made, Server):
+        raise TypedServeError(f"{spec}(config) returned {made!r}, not a typedserve Server")
+    server: AnyServer = made
     server.bind()  # a factory may build it with bind=False
     return server
 

@@ -29,11 +29,12 @@ from typing import Protocol
 from typing_extensions import TypeVar
 
 from typedserve.config import ServerConfig
-from typedserve.requests import PeerAddress, Request
+from typedserve.requests import AddrT_co, Request
 
-__all__ = ["Transport", "TransportStats"]
+__all__ = ["RequestT_co", "Transport", "TransportStats"]
 
 RequestT_co = TypeVar("RequestT_co", bound=Request, covariant=True)
+"""The request type a transport produces (covariant: a read-only product)."""
 
 
 @dataclass(slots=True)
@@ -44,11 +45,16 @@ class TransportStats:
     """Datagrams larger than ``limits.max_datagram_size`` (dropped or delivered flagged)."""
 
 
-class Transport(Protocol[RequestT_co]):
-    """A listening endpoint producing requests of type ``RequestT_co``.
+class Transport(Protocol[RequestT_co, AddrT_co]):
+    """A listening endpoint producing requests of type ``RequestT_co``, bound to an address of
+    type ``AddrT_co`` (the ``PeerAddress`` union when not named).
 
-    ``Transport[StreamRequest]`` (TCP, Unix stream) and ``Transport[Datagram]`` (UDP, Unix
-    datagram) are the built-in kinds; the server's handler must accept the same ``RequestT``.
+    The built-in kinds: ``TCPTransport`` is a
+    ``Transport[StreamRequest[InetSockAddr], InetSockAddr]``, ``UnixStreamTransport`` a
+    ``Transport[StreamRequest[UnixSockAddr], UnixSockAddr]``, ``UDPTransport`` a
+    ``Transport[Datagram[InetSockAddr], InetSockAddr]`` and ``UnixDatagramTransport`` a
+    ``Transport[Datagram[UnixDatagramPeer], UnixSockAddr]``; the server's handler must accept
+    the transport's request type.
     A transport of your own produces any :class:`~typedserve.requests.Request` (or wraps a
     built-in transport and returns its requests): see ``examples/custom_transport.py``.
     ``stats`` holds the counters it keeps itself (``stats().truncated``).
@@ -63,7 +69,7 @@ class Transport(Protocol[RequestT_co]):
         """Start listening (a no-op for datagram transports)."""
 
     @property
-    def address(self) -> PeerAddress:
+    def address(self) -> AddrT_co:
         """The bound address, with the real port when the config asked for port 0."""
 
     def fileno(self) -> int:

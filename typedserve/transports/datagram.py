@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import ClassVar
+from typing import ClassVar, Generic
+
+from typing_extensions import TypeVar
 
 from typedserve.config import ServerConfig
 from typedserve.errors import ServerClosedError
-from typedserve.requests import Datagram, PeerAddress, new_datagram
+from typedserve.requests import AddrT_co, Datagram, PeerAddress, new_datagram
 from typedserve.transports.base import TransportStats
 from typedserve.transports.binding import open_listener
 
@@ -22,9 +24,13 @@ logger = logging.getLogger("typedserve.transport")
 # threshold is 128 KiB), so one buffer is reused instead.
 _FRESH_READ_MAX = 65_536
 
+PeerT_co = TypeVar("PeerT_co", bound=PeerAddress, covariant=True, default=PeerAddress)
+"""The type of a datagram's sender (wider than the bound address for Unix: ``None``)."""
 
-class DatagramTransport:
-    """A bound datagram socket; each datagram received is a :class:`Datagram`.
+
+class DatagramTransport(Generic[PeerT_co, AddrT_co]):
+    """A bound datagram socket, with an address of type ``AddrT_co``; each datagram received
+    is a :class:`Datagram` whose sender has the type ``PeerT_co``.
 
     Datagrams are read with room for one byte more than ``limits.max_datagram_size``, so an
     oversized datagram is detected rather than silently clipped: with
@@ -39,7 +45,7 @@ class DatagramTransport:
         self.stats = TransportStats()
         self._socket: socket.socket | None = None
         self._cleanup: object = None
-        self._address: PeerAddress = None
+        self._address: AddrT_co | None = None
         self._max = 65_507
         self._drop = True
         self._buffer: bytearray | None = None  # only for limits above _FRESH_READ_MAX
@@ -65,15 +71,18 @@ class DatagramTransport:
         self.socket.setblocking(False)
 
     @property
-    def address(self) -> PeerAddress:
-        """The bound address."""
-        return self._address
+    def address(self) -> AddrT_co:
+        """The bound address, once bound."""
+        address = self._address
+        if address is None:
+            raise ServerClosedError(f"{type(self).__name__} is not bound")
+        return address
 
     def fileno(self) -> int:
         """The socket's fd."""
         return self.socket.fileno()
 
-    def receive(self) -> Datagram | None:
+    def receive(self) -> Datagram[PeerT_co] | None:
         """Read one datagram, or ``None`` if none is pending or it was dropped as oversized."""
         sock, buffer = self._socket, self._buffer
         if sock is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import ClassVar
+from typing import ClassVar, Generic
 
 from typedserve.config import ServerConfig
 from typedserve.errors import ServerClosedError
-from typedserve.requests import PeerAddress, StreamRequest, new_stream_request
+from typedserve.requests import AddrT_co, StreamRequest, new_stream_request
 from typedserve.transports.base import TransportStats
 from typedserve.transports.bind_errors import bind_error
 from typedserve.transports.binding import open_listener
@@ -16,8 +16,9 @@ from typedserve.transports.binding import open_listener
 __all__ = ["StreamTransport"]
 
 
-class StreamTransport:
-    """A listening stream socket; each accepted connection is a :class:`StreamRequest`.
+class StreamTransport(Generic[AddrT_co]):
+    """A listening stream socket; each accepted connection is a :class:`StreamRequest` whose
+    addresses have the type ``AddrT_co``, as has the transport's :attr:`address`.
 
     Accepted sockets are blocking, with the config's ``timeouts.idle`` as their timeout (the
     request budget is enforced by the server's loop, which cuts a request past it, so a plain
@@ -33,7 +34,7 @@ class StreamTransport:
         self._backlog = socket.SOMAXCONN
         self._timeout: float | None = None
         self._request_seconds: float | None = None
-        self._address: PeerAddress = None
+        self._address: AddrT_co | None = None
         self._kind = (int(socket.AF_INET), int(socket.SOCK_STREAM), 0)  # of accepted sockets
 
     @property
@@ -66,15 +67,18 @@ class StreamTransport:
         sock.setblocking(False)
 
     @property
-    def address(self) -> PeerAddress:
-        """The bound address (``getsockname()`` of the listening socket)."""
-        return self._address
+    def address(self) -> AddrT_co:
+        """The bound address (``getsockname()`` of the listening socket), once bound."""
+        address = self._address
+        if address is None:
+            raise ServerClosedError(f"{type(self).__name__} is not bound")
+        return address
 
     def fileno(self) -> int:
         """The listening socket's fd."""
         return self.socket.fileno()
 
-    def receive(self) -> StreamRequest | None:
+    def receive(self) -> StreamRequest[AddrT_co] | None:
         """Accept one connection, or ``None`` when none is pending or it was aborted."""
         listener = self._socket
         if listener is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing_extensions import assert_type
 
 from typedserve import Datagram, Server, ServerConfig, StreamRequest, TCPTransport, UDPTransport
+from typedserve import InetSockAddr, UnixDatagramPeer, UnixSockAddr
 from typedserve import UnixDatagramTransport, UnixStreamTransport
 from typedserve.aio import AsyncHandler, AsyncStream
 from typedserve.strategies import AsyncIO
@@ -38,17 +39,17 @@ class Upper(AsyncHandler[Datagram]):
 
 config = ServerConfig()
 tcp = Server(config=config, transport=TCPTransport(), handler=Echo, strategy=AsyncIO())
-assert_type(tcp, Server[StreamRequest, None])
+assert_type(tcp, Server[StreamRequest[InetSockAddr], None, InetSockAddr, AsyncIO])
 unix = Server(config=config, transport=UnixStreamTransport(), handler=Echo, strategy=AsyncIO())
-assert_type(unix, Server[StreamRequest, None])
+assert_type(unix, Server[StreamRequest[UnixSockAddr], None, UnixSockAddr, AsyncIO])
 stateful = Server(
     config=config, transport=TCPTransport(), handler=Counting, state=Hits(), strategy=AsyncIO()
 )
-assert_type(stateful, Server[StreamRequest, Hits])
+assert_type(stateful, Server[StreamRequest[InetSockAddr], Hits, InetSockAddr, AsyncIO])
 assert_type(stateful.context.state, Hits)
 udp = Server(config=config, transport=UDPTransport(), handler=Upper, strategy=AsyncIO(loop="uvloop"))
-assert_type(udp, Server[Datagram, None])
+assert_type(udp, Server[Datagram[InetSockAddr], None, InetSockAddr, AsyncIO])
 unix_dgram = Server(
     config=config, transport=UnixDatagramTransport(), handler=Upper, strategy=AsyncIO(loop="asyncio")
 )
-assert_type(unix_dgram, Server[Datagram, None])
+assert_type(unix_dgram, Server[Datagram[UnixDatagramPeer], None, UnixSockAddr, AsyncIO])

@@ -38,30 +38,30 @@ class NeedsInt(StreamHandler[int]):
 config = ServerConfig()
 
 # A handler for another request type than the transport produces.
-Server(config=config, transport=TCPTransport(), handler=Upper)  # E: arg-type: "type[Upper]"; expected "Callable[[StreamRequest, ServerContext[None]], HandlerLike]"
-Server(config=config, transport=UDPTransport(), handler=Echo)  # E: arg-type: "type[Echo]"; expected "Callable[[Datagram, ServerContext[None]], HandlerLike]"
-Server(config=config, transport=UnixStreamTransport(), handler=Upper)  # E: arg-type: "type[Upper]"
+Server(config=config, transport=TCPTransport(), handler=Upper)  # E: arg-type: "type[Upper]"; expected "Callable[[StreamRequest[tuple[str, int] | tuple[str, int, int, int]], ServerContext[None]], HandlerLike]"
+Server(config=config, transport=UDPTransport(), handler=Echo)  # E: arg-type: "type[Echo]"; expected "Callable[[Datagram[tuple[str, int] | tuple[str, int, int, int]], ServerContext[None]], HandlerLike]"
+Server(config=config, transport=UnixStreamTransport(), handler=Upper)  # E: arg-type: "type[Upper]"; expected "Callable[[StreamRequest[str | bytes], ServerContext[None]], HandlerLike]"
 
 
 # Handler code that uses the wrong request type.
 class ReadsPayloadOfAStream(StreamHandler):
     def handle(self) -> None:
-        self.request.payload  # E: attr-defined: "StreamRequest" has no attribute "payload"
+        self.request.payload  # E: attr-defined: "StreamRequest[tuple[str, int] | tuple[str, int, int, int] | str | bytes | None]" has no attribute "payload"
 
 
 class RepliesOnAStream(StreamHandler):
     def handle(self) -> None:
-        self.request.reply(b"x")  # E: attr-defined: "StreamRequest" has no attribute "reply"
+        self.request.reply(b"x")  # E: attr-defined: "StreamRequest[tuple[str, int] | tuple[str, int, int, int] | str | bytes | None]" has no attribute "reply"
 
 
 class UsesTheSocketFileOfADatagram(DatagramHandler):
     def handle(self) -> None:
-        self.request.frame  # E: attr-defined: "Datagram" has no attribute "frame"
+        self.request.frame  # E: attr-defined: "Datagram[tuple[str, int] | tuple[str, int, int, int] | str | bytes | None]" has no attribute "frame"
 
 
 # Shared state of the wrong type, or missing.
-Server(config=config, transport=TCPTransport(), handler=NeedsInt, state="forty-two")  # E: arg-type: expected "Callable[[StreamRequest, ServerContext[str]], HandlerLike]"
-Server(config=config, transport=TCPTransport(), handler=NeedsInt)  # E: arg-type: expected "Callable[[StreamRequest, ServerContext[None]], HandlerLike]"
+Server(config=config, transport=TCPTransport(), handler=NeedsInt, state="forty-two")  # E: arg-type: expected "Callable[[StreamRequest[tuple[str, int] | tuple[str, int, int, int]], ServerContext[str]], HandlerLike]"
+Server(config=config, transport=TCPTransport(), handler=NeedsInt)  # E: arg-type: expected "Callable[[StreamRequest[tuple[str, int] | tuple[str, int, int, int]], ServerContext[None]], HandlerLike]"
 
 
 class MisusesItsState(StreamHandler[int]):
@@ -78,8 +78,8 @@ def only_streams(request: StreamRequest) -> bool:
     return request.deadline is None
 
 
-Server(config=config, transport=TCPTransport(), handler=Echo, verify_request=only_datagrams)  # E: arg-type: "Callable[[Datagram], bool]"
-Server(config=config, transport=UDPTransport(), handler=Upper, verify_request=only_streams)  # E: arg-type: "Callable[[StreamRequest], bool]"
+Server(config=config, transport=TCPTransport(), handler=Echo, verify_request=only_datagrams)  # E: arg-type: "Callable[[Datagram[tuple[str, int] | tuple[str, int, int, int] | str | bytes | None]], bool]"
+Server(config=config, transport=UDPTransport(), handler=Upper, verify_request=only_streams)  # E: arg-type: "Callable[[StreamRequest[tuple[str, int] | tuple[str, int, int, int] | str | bytes | None]], bool]"
 
 # Config fields are typed (pydantic plugin, init_typed) and closed (init_forbid_extra).
 InetAddress(port="x")  # E: arg-type: "port" to "InetAddress" has incompatible type "str"

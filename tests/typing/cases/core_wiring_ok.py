@@ -10,6 +10,8 @@ from typedserve import (
     Datagram,
     DatagramHandler,
     InetAddress,
+    InetSockAddr,
+    Inline,
     Server,
     ServerConfig,
     ServerContext,
@@ -21,6 +23,7 @@ from typedserve import (
     UDPTransport,
     UnixAddress,
     UnixDatagramTransport,
+    UnixSockAddr,
     UnixStreamTransport,
 )
 from typedserve.testing import LeakCheck, connect, serve_in_thread
@@ -34,7 +37,7 @@ class Echo(StreamHandler):
 
 class Upper(DatagramHandler):
     def handle(self) -> None:
-        assert_type(self.request, Datagram)
+        assert_type(self.request, Datagram)  # Datagram[PeerAddress]: any datagram transport
         self.wfile.write(self.request.payload.upper())
 
 
@@ -54,23 +57,23 @@ def echo_factory(request: StreamRequest, context: ServerContext[None]) -> Echo:
     return Echo(request, context)
 
 
-def only_loopback(request: StreamRequest) -> bool:
-    host: str = request.peer[0]  # PeerAddress is Any: name the type to stay --strict clean
-    return host == "127.0.0.1"
+def only_loopback(request: StreamRequest[InetSockAddr]) -> bool:
+    return request.peer[0] == "127.0.0.1"
 
 
 config = ServerConfig(
     address=InetAddress(host="::", port=8000, dual_stack=True), timeouts=Timeouts(idle=30)
 )
 tcp = Server(config=config, transport=TCPTransport(), handler=Echo)
-assert_type(tcp, Server[StreamRequest, None])
+assert_type(tcp, Server[StreamRequest[InetSockAddr], None, InetSockAddr, Inline])
 udp = Server(config=config, transport=UDPTransport(), handler=Upper, strategy=ThreadPerRequest())
-assert_type(udp, Server[Datagram, None])
+assert_type(udp, Server[Datagram[InetSockAddr], None, InetSockAddr, ThreadPerRequest])
 unix_config = ServerConfig(address=UnixAddress(path="/tmp/x.sock", mode=0o660))
 unix = Server(config=unix_config, transport=UnixStreamTransport(), handler=Echo)
+assert_type(unix.address, UnixSockAddr)
 unix_dgram = Server(config=unix_config, transport=UnixDatagramTransport(), handler=Upper)
 counted = Server(config=config, transport=TCPTransport(), handler=Counting, state=Counter())
-assert_type(counted, Server[StreamRequest, Counter])
+assert_type(counted, Server[StreamRequest[InetSockAddr], Counter, InetSockAddr, Inline])
 factory = Server(config=config, transport=TCPTransport(), handler=echo_factory)
 allowed = Server(
     config=config,
@@ -87,6 +90,6 @@ udp_allowed = Server(
 )
 
 with LeakCheck(), serve_in_thread(counted) as running:
-    assert_type(running, Server[StreamRequest, Counter])
+    assert_type(running, Server[StreamRequest[InetSockAddr], Counter, InetSockAddr, Inline])
     with connect(running) as client:
         client.sendall(b"x\n")

@@ -125,8 +125,10 @@ class Worker:
         host = self.host
         release_inherited_fds(self.baseline, keep={self._listener(), self.control, self.status})
         rebind = None
-        if host.config.reuse_port:  # a SO_REUSEPORT socket of its own, on the same port
-            rebind = host.config.with_overrides({"address.port": host.transport.address[1]})
+        address = host.transport.address
+        # A SO_REUSEPORT socket of its own, on the same port (attach() allowed only inet).
+        if host.config.reuse_port and isinstance(address, tuple):
+            rebind = host.config.with_overrides({"address.port": address[1]})
         host.after_fork(loop=True, rebind=rebind)
         grace = host.config.shutdown.grace
         signal.signal(signal.SIGTERM, lambda signum, frame: host.request_stop(grace))
