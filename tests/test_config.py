@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import string
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,12 @@ from typedserve import (
     ConfigError,
     FDAddress,
     InetAddress,
+    Server,
     ServerConfig,
+    StreamHandler,
     Timeouts,
     UnixAddress,
+    UnixStreamTransport,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,7 +77,19 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, object, str]] = {
         {"address": {"path": "/tmp/x.sock", "mode": 0o17777}},
         "address.mode",
         0o17777,
-        "less than or equal to 4095",
+        "a file mode is from 0 to 0o7777, this one is 0o17777",
+    ),
+    "unix mode in text that is not octal": (
+        {"address": {"path": "/tmp/x.sock", "mode": "0o789"}},
+        "address.mode",
+        "0o789",
+        "octal digits, such as '0660', '660' or '0o660'",
+    ),
+    "an empty string for None": (
+        {"timeouts": {"request": ""}},
+        "timeouts.request",
+        "",
+        "to unset this field write 'none'",
     ),
 }
 
@@ -229,6 +248,184 @@ def test_a_dotted_path_through_a_value_is_an_error() -> None:
         ServerConfig().with_overrides({"backlog": 1, "backlog.size": 2})
 
 
+# -- a file mode is octal, from every source ----------------------------------------------------
+
+OCTAL_SPELLINGS = ["0660", "660", "0o660", "0O660", " 0660 "]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text", OCTAL_SPELLINGS)
+def test_a_mode_from_the_environment_is_octal(text: str) -> None:
+    environ = {"TYPEDSERVE_ADDRESS__PATH": "/tmp/x.sock", "TYPEDSERVE_ADDRESS__MODE": text}
+    assert ServerConfig.from_env(environ).address == UnixAddress(path="/tmp/x.sock", mode=0o660)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("toml", "mode"),
+    [
+        ('mode = "0660"', 0o660),
+        ('mode = "660"', 0o660),
+        ('mode = "0o660"', 0o660),
+        ("mode = 0o660", 0o660),  # a TOML integer in octal notation
+        ("mode = 432", 432),  # integers stay integers: 432 == 0o660
+        ("mode = 660", 660),  # ... so a bare 660 is decimal (0o1224), as TOML says
+    ],
+)
+def test_a_mode_from_a_toml_string_is_octal_and_an_integer_stays_one(
+    tmp_path: Path, toml: str, mode: int
+) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(f'[address]\npath = "/tmp/x.sock"\n{toml}\n')
+    address = ServerConfig.from_toml(path).address
+    assert isinstance(address, UnixAddress)
+    assert address.mode == mode
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text", OCTAL_SPELLINGS)
+def test_a_mode_from_explicit_overrides_is_octal(text: str) -> None:
+    # The explicit layer is where the command line's flags go, as strings.
+    config = ServerConfig.load(
+        environ={}, overrides={"address.path": "/tmp/x.sock", "address.mode": text}
+    )
+    assert config.address == UnixAddress(path="/tmp/x.sock", mode=0o660)
+    unix = ServerConfig(address=UnixAddress(path="/tmp/x.sock", mode=0o600))
+    assert unix.with_overrides({"address.mode": text}).address == config.address
+
+
+@pytest.mark.timeout(10)
+def test_a_mode_in_python_is_an_int_or_octal_text() -> None:
+    assert UnixAddress(path="/tmp/x.sock", mode=0o660).mode == 0o660
+    assert UnixAddress(path="/tmp/x.sock", mode=432).mode == 0o660
+    assert UnixAddress.model_validate({"path": "/tmp/x.sock", "mode": "0660"}).mode == 0o660
+    assert UnixAddress(path="/tmp/x.sock", mode=0o7777).mode == 0o7777
+    assert UnixAddress(path="/tmp/x.sock", mode=0).mode == 0
+
+
+BAD_MODES: list[object] = [
+    0o10000,
+    -1,
+    "0o10000",
+    "17777",
+    "-660",
+    "0660x",
+    "8",
+    "0x1b0",
+    "6_60",
+    "0o",
+    True,
+    660.5,
+]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("mode", BAD_MODES, ids=repr)
+def test_a_bad_mode_is_a_config_error_naming_the_field(mode: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.from_data({"address": {"path": "/tmp/x.sock", "mode": mode}})
+    [(field, value, _)] = caught.value.problems
+    assert (field, value) == ("address.mode", mode)
+    with pytest.raises(ConfigError, match=r"\(env\):\n  address.mode = "):
+        ServerConfig.from_env(
+            {"TYPEDSERVE_ADDRESS__PATH": "/tmp/x.sock", "TYPEDSERVE_ADDRESS__MODE": str(mode)}
+        )
+
+
+@pytest.mark.timeout(10)
+def test_a_json_dump_writes_the_mode_in_octal_and_reads_it_back() -> None:
+    config = ServerConfig(address=UnixAddress(path="/tmp/x.sock", mode=0o660))
+    assert '"mode":"0o660"' in config.model_dump_json()
+    assert config.model_dump()["address"]["mode"] == 0o660  # a Python dump keeps the int
+    assert ServerConfig.model_validate_json(config.model_dump_json()) == config
+
+
+@pytest.mark.timeout(30)
+def test_the_command_line_reads_the_mode_in_octal_and_none_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text('[address]\npath = "/tmp/x.sock"\nmode = "0600"\n[timeouts]\nrequest = 30\n')
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TYPEDSERVE_")}
+    environ |= {"TYPEDSERVE_ADDRESS__MODE": "0660", "TYPEDSERVE_TIMEOUTS__REQUEST": "none"}
+    result = subprocess.run(
+        [sys.executable, "-m", "typedserve", "check-config", str(path)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"mode": "0o660"' in result.stdout  # printed in octal, read as octal
+    assert '"request": null' in result.stdout
+
+
+@pytest.mark.timeout(10)
+def test_an_octal_mode_from_the_environment_is_the_socket_file_mode(
+    unix_socket_path: str,
+) -> None:
+    environ = {"TYPEDSERVE_ADDRESS__PATH": unix_socket_path, "TYPEDSERVE_ADDRESS__MODE": "0660"}
+    config = ServerConfig.load(environ=environ)
+    with Server(config=config, transport=UnixStreamTransport(), handler=Quiet):
+        assert stat.S_IMODE(os.lstat(unix_socket_path).st_mode) == 0o660
+
+
+class Quiet(StreamHandler):
+    """A handler that is never called (the server is only bound)."""
+
+    def handle(self) -> None:
+        """Nothing to do."""
+
+
+# -- resetting a value to None: the one spelling is ``none`` --------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("spelling", ["none", "None", "NONE", " none "])
+def test_the_environment_resets_a_toml_value_to_none(tmp_path: Path, spelling: str) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(
+        '[address]\npath = "/tmp/x.sock"\nmode = "0600"\n'
+        "[timeouts]\nidle = 5.0\nrequest = 30.0\n[limits]\nmax_in_flight = 8\n"
+    )
+    from_toml = ServerConfig.load(toml=path, environ={})
+    assert from_toml.timeouts == Timeouts(idle=5.0, request=30.0)
+    assert from_toml.limits.max_in_flight == 8
+    environ = {
+        "TYPEDSERVE_TIMEOUTS__IDLE": spelling,
+        "TYPEDSERVE_TIMEOUTS__REQUEST": spelling,
+        "TYPEDSERVE_LIMITS__MAX_IN_FLIGHT": spelling,
+        "TYPEDSERVE_ADDRESS__MODE": spelling,
+    }
+    config = ServerConfig.load(toml=path, environ=environ)
+    assert config.timeouts == Timeouts(idle=None, request=None)
+    assert config.limits.max_in_flight is None
+    assert config.address == UnixAddress(path="/tmp/x.sock", mode=None)
+
+
+@pytest.mark.timeout(10)
+def test_explicit_overrides_and_toml_strings_say_none_the_same_way(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text('[timeouts]\nfirst_byte = "none"\n')  # TOML has no null: the same word
+    assert ServerConfig.from_toml(path).timeouts.first_byte is None
+    config = ServerConfig.load(toml=path, environ={}, overrides={"timeouts.request": "none"})
+    assert config.timeouts == Timeouts(first_byte=None, request=None)
+    assert ServerConfig().with_overrides({"timeouts.request": None}).timeouts.request is None
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text", ["", "  ", "null", "Null", "nil", "0"])
+def test_other_spellings_of_none_are_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.from_env(
+            {"TYPEDSERVE_TIMEOUTS__REQUEST": text, "TYPEDSERVE_LIMITS__MAX_IN_FLIGHT": text}
+        )
+    problems = {field: value for field, value, _ in caught.value.problems}
+    assert problems == {"timeouts.request": text, "limits.max_in_flight": text}
+    if text.strip().lower() in ("", "null"):
+        assert "to unset this field write 'none'" in str(caught.value)
+
+
 # -- properties -------------------------------------------------------------------------------
 
 ports = st.integers(min_value=0, max_value=65_535)
@@ -277,10 +474,19 @@ def test_dotted_overrides_rebuild_any_config(config: ServerConfig) -> None:
     assert ServerConfig().with_overrides(overrides) == config
 
 
+def as_text(dotted: str, value: object) -> str:
+    """How a person writes ``value`` in an environment variable: ``none``, a mode in octal."""
+    if value is None:
+        return "none"
+    if dotted == "address.mode":
+        return f"{value:o}"
+    return str(value)
+
+
 @given(configs)
 def test_environment_strings_rebuild_any_config(config: ServerConfig) -> None:
     environ = {
-        "TYPEDSERVE_" + dotted.upper().replace(".", "__"): str(value)
+        "TYPEDSERVE_" + dotted.upper().replace(".", "__"): as_text(dotted, value)
         for dotted, value in flatten(config.model_dump()).items()
     }
     assert ServerConfig.from_env(environ) == config

@@ -15,6 +15,7 @@ whose message names the field (dotted path), the value and the rule, one line pe
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
-    ConfigDict,
+    BeforeValidator,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -48,14 +51,73 @@ __all__ = [
 ENV_PREFIX = "TYPEDSERVE_"
 _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
+NONE_TEXT = "none"
+"""How text (an environment variable, a TOML string, a CLI flag) sets a field that may be
+``None`` to ``None``: ``none``, in any case, e.g. ``TYPEDSERVE_TIMEOUTS__REQUEST=none`` over a
+TOML file's ``request = 30``. The empty string and ``null`` are refused, naming the field."""
+
+
+def _none_from_text(value: object) -> object:
+    """``"none"`` (any case, spaces around ignored) is ``None``; ``""`` and ``"null"`` are
+    errors that say so (an empty variable is more often a mistake than a choice)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == NONE_TEXT:
+            return None
+        if word in ("", "null"):
+            raise ValueError(f"to unset this field write {NONE_TEXT!r}")
+    return value
+
+
+_NONE_FROM_TEXT = BeforeValidator(_none_from_text)
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+OptionalSeconds = Annotated[PositiveSeconds | None, _NONE_FROM_TEXT]
+"""Seconds, or ``None`` (which disables the timeout); text says ``none``."""
+
+_MODE_MAX = 0o7777
+_OCTAL = re.compile(r"(?:0[oO])?([0-7]+)")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+def _mode_from_text(value: object) -> object:
+    """A file mode given as text is octal: ``"0660"``, ``"660"`` and ``"0o660"`` are 0o660."""
+    if isinstance(value, bool):
+        raise ValueError("a file mode is an integer or octal digits, not a boolean")
+    if not isinstance(value, str):
+        return value
+    match = _OCTAL.fullmatch(value.strip())
+    if match is None:
+        raise ValueError("a file mode in text is octal digits, such as '0660', '660' or '0o660'")
+    return _mode_in_range(int(match[1], 8))
 
 
-class InetAddress(_Model):
+def _mode_in_range(mode: int) -> int:
+    if not 0 <= mode <= _MODE_MAX:
+        raise ValueError(f"a file mode is from 0 to 0o7777, this one is {mode:#o}")
+    return mode
+
+
+FileMode = Annotated[
+    int,
+    BeforeValidator(_mode_from_text),
+    AfterValidator(_mode_in_range),
+    PlainSerializer(lambda mode: f"{mode:#o}", return_type=str, when_used="json"),
+]
+"""Permission bits (``0o660``): an ``int`` stays as given, text is read as octal (see
+:func:`_mode_from_text`); at most ``0o7777``. A JSON dump writes it in octal (``"0o660"``)."""
+
+
+class _Model(BaseModel, frozen=True, extra="forbid", validate_default=True):
+    """The base of every config model: frozen, no unknown keys, defaults validated too.
+
+    Each subclass repeats ``frozen=True`` as a class keyword: that is what mypy reads without
+    the pydantic plugin (``dataclass_transform``), so assigning to a field of any config model
+    (``config.backlog = 3``) is a type error with or without the plugin, as it is an error at
+    run time. ``tests/typing/test_config_typing.py`` checks both ways.
+    """
+
+
+class InetAddress(_Model, frozen=True):
     """An IPv4 or IPv6 host and port, for the TCP and UDP transports.
 
     ``host`` is a literal address or a name resolved at bind time (``"::"`` and ``"::1"`` select
@@ -77,10 +139,13 @@ class InetAddress(_Model):
         return dual_stack
 
 
-class UnixAddress(_Model):
+class UnixAddress(_Model, frozen=True):
     """A Unix-domain socket path (or an abstract name written as ``@name``).
 
-    ``mode`` is applied to the socket file after bind (e.g. ``0o660``). ``stale`` says what to do
+    ``mode`` is applied to the socket file after bind (e.g. ``0o660``); given as text (an
+    environment variable, a TOML string, a CLI flag) it is octal: ``"0660"``, ``"660"`` and
+    ``"0o660"`` all mean ``0o660``, while an integer is taken as is (TOML ``mode = 0o660``; a
+    bare ``660`` is decimal). Above ``0o7777`` is an error. ``stale`` says what to do
     with an existing file at ``path``: ``"probe"`` (default) connects to it first and removes it
     only if nothing is listening, ``"error"`` refuses to touch it. A live socket of another
     process is never removed. The file is unlinked when the server closes.
@@ -88,7 +153,7 @@ class UnixAddress(_Model):
 
     kind: Literal["unix"] = "unix"
     path: str = Field(min_length=1)
-    mode: int | None = Field(default=None, ge=0, le=0o7777)
+    mode: Annotated[FileMode | None, _NONE_FROM_TEXT] = None
     stale: Literal["probe", "error"] = "probe"
 
     @property
@@ -115,7 +180,7 @@ class UnixAddress(_Model):
         return path
 
 
-class FDAddress(_Model):
+class FDAddress(_Model, frozen=True):
     """An already-open listening socket inherited from the parent process (``fd``).
 
     Its family and type are read from the socket itself and checked against the transport.
@@ -152,8 +217,9 @@ Address = Annotated[
 ``kind`` is left out it is inferred from the keys (``path``: unix, ``fd``: fd, else inet)."""
 
 
-class Timeouts(_Model):
-    """Per-connection deadlines, in seconds; ``None`` disables one.
+class Timeouts(_Model, frozen=True):
+    """Per-connection deadlines, in seconds; ``None`` disables one (in text, such as an
+    environment variable over a TOML value: ``none``, see :data:`NONE_TEXT`).
 
     - ``idle``: the longest a single read or write on a connection may wait.
     - ``first_byte`` (default 10): how long a connection may stay silent before a request
@@ -170,26 +236,18 @@ class Timeouts(_Model):
       ``on_timeout`` hook.
     """
 
-    idle: PositiveSeconds | None = None
-    first_byte: PositiveSeconds | None = 10.0
-    request: PositiveSeconds | None = 60.0
-    poll: PositiveSeconds | None = None
-
-    @field_validator("idle", "first_byte", "request", "poll", mode="before")
-    @classmethod
-    def _none_from_text(cls, value: Any) -> Any:
-        """``"none"`` (any case) or ``""`` disables a timeout: how an environment variable or a
-        CLI flag says ``None`` (``TYPEDSERVE_TIMEOUTS__REQUEST=none``)."""
-        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
-            return None
-        return value
+    idle: OptionalSeconds = None
+    first_byte: OptionalSeconds = 10.0
+    request: OptionalSeconds = 60.0
+    poll: OptionalSeconds = None
 
 
-class Limits(_Model):
+class Limits(_Model, frozen=True):
     """Resource limits.
 
     ``max_in_flight`` bounds the requests accepted and not finished (running or queued in the
-    strategy); a strategy's own capacity, if smaller, wins. At the limit, ``overload`` decides,
+    strategy); a strategy's own capacity, if smaller, wins; ``None`` (text: ``none``) leaves
+    only the strategy's. At the limit, ``overload`` decides,
     the same way for every strategy: ``"pause"`` (default) stops accepting until a request
     finishes, so the kernel backlog holds the rest (backpressure); ``"reject"`` accepts and turns
     each extra request away through the server's ``on_busy`` hook, then closes it cleanly.
@@ -198,19 +256,19 @@ class Limits(_Model):
     ``max_datagram_size`` bytes with ``Datagram.truncated`` set.
     """
 
-    max_in_flight: int | None = Field(default=None, ge=1)
+    max_in_flight: Annotated[Annotated[int, Field(ge=1)] | None, _NONE_FROM_TEXT] = None
     overload: Literal["pause", "reject"] = "pause"
     max_datagram_size: int = Field(default=65_507, ge=1, le=16 * 1024 * 1024)
     truncated: Literal["drop", "flag"] = "drop"
 
 
-class ShutdownConfig(_Model):
+class ShutdownConfig(_Model, frozen=True):
     """How long closing the server waits for requests in flight (``grace`` seconds)."""
 
     grace: float = Field(default=5.0, ge=0, le=3_600)
 
 
-class ServerConfig(_Model):
+class ServerConfig(_Model, frozen=True):
     """The validated, frozen configuration of one server.
 
     Example::
