@@ -76,6 +76,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._limit = BATCH  # requests to take in this wait (1 for handle_request)
         self._dispatched = 0
         self._draining = False
+        self._drain_deadline: float | None = None  # while draining: nothing starts after it
         self._listening = False
         self._paused = False  # full: accepting resumes when a request finishes
         self._resume_at: float | None = None  # backing off after an accept error until then
@@ -210,7 +211,16 @@ class SelectorLoop(Reactor, Generic[RequestT]):
 
     def _ready(self, request: Any) -> None:
         """A parked connection has something to serve: admit it again (the strategy may have
-        filled up since it was accepted)."""
+        filled up since it was accepted). Once a stop is asked it waits for the drain, which
+        serves it before its deadline or refuses it: a serial strategy would otherwise serve
+        every connection that became ready in this wait, one after the other, before the loop
+        could hear the stop."""
+        if (self.stop.requested and not self._draining) or self._past_drain_deadline():
+            if self._draining:
+                self.serving.reject(request)
+            else:
+                self._waiting.append(request)
+            return
         decision = self.policy.decide(self.strategy.in_flight)
         if decision is Admission.SERVE:
             self._submit(request)
@@ -220,9 +230,19 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         else:
             self.serving.reject(request)
 
+    def _past_drain_deadline(self) -> bool:
+        deadline = self._drain_deadline
+        return deadline is not None and time.monotonic() >= deadline
+
     def _serve_waiting(self) -> None:
         waiting, policy, strategy = self._waiting, self.policy, self.strategy
+        if self.stop.requested and not self._draining:
+            return  # the drain serves them (or refuses them past its deadline)
         while waiting and not policy.full(strategy.in_flight):
+            if self._past_drain_deadline():
+                while waiting:
+                    self.serving.reject(waiting.popleft())
+                return
             self._submit(waiting.popleft())
         if waiting:
             strategy.notify_when_available(self.waker.wake)
@@ -314,7 +334,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             # Draining first: what begin_drain reads from the listener is refused, not served
             # (the backlog was taken above); past the deadline it reads nothing, so nothing
             # starts that no one would cut (an Inline drain's watchdog has already fired).
-            self._draining = True
+            self._draining, self._drain_deadline = True, deadline
             self.parking.begin_drain(read=time.monotonic() < deadline)
             logger.debug(
                 "draining %s: %d request(s) running, %d pending in the loop",
@@ -352,7 +372,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if backlog:
                 self._refuse_backlog()
         finally:
-            self._draining = False
+            self._draining, self._drain_deadline = False, None
             if watchdog is not None:
                 watchdog.cancel()
         completed = in_flight_before + taken - still_running
