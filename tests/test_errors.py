@@ -448,9 +448,6 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "ValidationError into a ConfigError"
     ),
     ("config.py", "UnixAddress._fits_sun_path", "ValueError"): "as above: a pydantic validator",
-    ("config.py", "_mode_from_text", "ValueError"): "as above: a pydantic (before) validator",
-    ("config.py", "_mode_in_range", "ValueError"): "as above: a pydantic (after) validator",
-    ("config.py", "_none_from_text", "ValueError"): "as above: a pydantic (before) validator",
     ("aio/stream.py", "AsyncStream.readexactly", "ValueError"): (
         "an argument error of the asyncio.StreamReader API AsyncStream mirrors, raised as "
         "asyncio raises it"
