@@ -8,7 +8,11 @@
   drain's deadline). Any thread.
 
 Counting: every admitted request ends in exactly one of ``refused``, ``rejected`` or
-``finished`` (see :mod:`typedserve.counters`).
+``finished`` (see :mod:`typedserve.counters`). What a handler raises is counted in ``errors``
+and goes to the error policy, except network events (a peer's reset, a broken pipe), counted
+in ``disconnects`` and logged as one INFO line (:meth:`Serving.report`): every strategy
+reports through it, in whichever process serves (forked children and prefork workers write
+their own row of the shared counters; ``AsyncIO`` through ``host.report``).
 """
 
 from __future__ import annotations
@@ -21,11 +25,26 @@ from typing import Any, Generic
 
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext
-from typedserve.counters import ACCEPTED, ERRORS, FINISHED, REFUSED, REJECTED, SLOW, Counters
+from typedserve.counters import (
+    ACCEPTED,
+    DISCONNECTS,
+    ERRORS,
+    FINISHED,
+    REFUSED,
+    REJECTED,
+    SLOW,
+    Counters,
+)
 from typedserve.drain import BusyPolicy
 from typedserve.handlers import HandlerFactory
 from typedserve.options import ServerOptions
-from typedserve.policies import AccessPolicy, ErrorPolicy, log_error
+from typedserve.policies import (
+    DISCONNECT_ERRORS,
+    AccessPolicy,
+    ErrorPolicy,
+    log_disconnect,
+    log_error,
+)
 from typedserve.requests import PeerAddress, Request, RequestT
 
 __all__ = ["Serving"]
@@ -162,7 +181,15 @@ class Serving(Generic[RequestT]):
                 counters.add(SLOW)
 
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
-        """Count an error and pass it to the error policy (which must not raise, but may)."""
+        """Count an error and pass it to the error policy (which must not raise, but may).
+
+        A network event (:data:`~typedserve.policies.DISCONNECT_ERRORS`: a reset, a broken pipe) is
+        no error: it is counted in ``disconnects`` and logged as one INFO line instead.
+        """
+        if isinstance(exc, DISCONNECT_ERRORS):
+            self.counters.add(DISCONNECTS)
+            log_disconnect(exc, peer)
+            return
         self.counters.add(ERRORS)
         try:
             self._on_error(exc, peer)

@@ -34,6 +34,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from typedserve.errors import ConfigError
 
@@ -59,13 +60,16 @@ TOML file's ``request = 30``. The empty string and ``null`` are refused, naming 
 
 def _none_from_text(value: object) -> object:
     """``"none"`` (any case, spaces around ignored) is ``None``; ``""`` and ``"null"`` are
-    errors that say so (an empty variable is more often a mistake than a choice)."""
+    errors that say so (an empty variable is more often a mistake than a choice).
+
+    Rejections here and in the mode validators are ``PydanticCustomError``s: pydantic reports
+    them against the field, and the loaders turn them into a :class:`ConfigError`."""
     if isinstance(value, str):
         word = value.strip().lower()
         if word == NONE_TEXT:
             return None
         if word in ("", "null"):
-            raise ValueError(f"to unset this field write {NONE_TEXT!r}")
+            raise PydanticCustomError("none_text", f"to unset this field write {NONE_TEXT!r}")
     return value
 
 
@@ -82,18 +86,24 @@ _OCTAL = re.compile(r"(?:0[oO])?([0-7]+)")
 def _mode_from_text(value: object) -> object:
     """A file mode given as text is octal: ``"0660"``, ``"660"`` and ``"0o660"`` are 0o660."""
     if isinstance(value, bool):
-        raise ValueError("a file mode is an integer or octal digits, not a boolean")
+        raise PydanticCustomError(
+            "file_mode", "a file mode is an integer or octal digits, not a boolean"
+        )
     if not isinstance(value, str):
         return value
     match = _OCTAL.fullmatch(value.strip())
     if match is None:
-        raise ValueError("a file mode in text is octal digits, such as '0660', '660' or '0o660'")
+        raise PydanticCustomError(
+            "file_mode", "a file mode in text is octal digits, such as '0660', '660' or '0o660'"
+        )
     return _mode_in_range(int(match[1], 8))
 
 
 def _mode_in_range(mode: int) -> int:
     if not 0 <= mode <= _MODE_MAX:
-        raise ValueError(f"a file mode is from 0 to 0o7777, this one is {mode:#o}")
+        raise PydanticCustomError(
+            "file_mode", f"a file mode is from 0 to 0o7777, this one is {mode:#o}"
+        )
     return mode
 
 

@@ -9,6 +9,7 @@ updated under :attr:`Counters.lock`. A reader sums the rows (:meth:`Counters.tot
 
 Every accepted request ends in exactly one of ``refused``, ``rejected`` or ``finished``, so the
 requests in flight are ``accepted - refused - rejected - finished`` summed over the rows.
+``errors`` and ``disconnects`` say how some of them ended (a handler bug, a network event).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Final
 
 __all__ = [
     "ACCEPTED",
+    "DISCONNECTS",
     "ERRORS",
     "FINISHED",
     "REFUSED",
@@ -41,7 +43,10 @@ SLOW: Final = 4
 """Connections closed for sending nothing within ``timeouts.first_byte`` (under the lock)."""
 FINISHED: Final = 5
 """Requests whose serving ended, successfully or not (under the lock)."""
-_FIELDS: Final = 6
+DISCONNECTS: Final = 6
+"""Requests ended by a network event rather than a handler bug: the peer reset the connection,
+or a write found it closed (``BrokenPipeError``, e.g. after a drain cut it) (under the lock)."""
+_FIELDS: Final = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Totals:
     errors: int
     slow_clients: int
     finished: int
+    disconnects: int
 
     @property
     def in_flight(self) -> int:

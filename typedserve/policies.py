@@ -9,7 +9,15 @@ from typing import TypeAlias
 
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
 
-__all__ = ["AccessPolicy", "AllowNetworks", "ErrorPolicy", "allow_all", "log_error"]
+__all__ = [
+    "DISCONNECT_ERRORS",
+    "AccessPolicy",
+    "AllowNetworks",
+    "ErrorPolicy",
+    "allow_all",
+    "log_disconnect",
+    "log_error",
+]
 
 logger = logging.getLogger("typedserve.server")
 
@@ -17,7 +25,20 @@ AccessPolicy: TypeAlias = Callable[[RequestT], bool]
 """Decides whether a request is served (``True``) or refused and closed (``False``)."""
 
 ErrorPolicy: TypeAlias = Callable[[BaseException, PeerAddress], None]
-"""Called with the exception and the peer address when a handler raises."""
+"""Called with the exception and the peer address when a handler raises (except for the
+network events in :data:`DISCONNECT_ERRORS`, which are counted and logged by
+:func:`log_disconnect` instead)."""
+
+DISCONNECT_ERRORS: tuple[type[OSError], ...] = (
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
+"""What a handler raises when the network, not the handler, ended its request: the peer reset
+the connection, or a write found it closed (a peer gone, or a drain that cut the request).
+Counted in ``stats().disconnects`` and logged by :func:`log_disconnect`, not passed to the
+error policy. A handler that lets one of these escape from a connection of its own (to a
+backend) is counted the same way; catch it to report it as an error."""
 
 
 def allow_all(request: object) -> bool:
@@ -28,6 +49,17 @@ def allow_all(request: object) -> bool:
 def log_error(exc: BaseException, peer: PeerAddress) -> None:
     """The default error policy: log at ERROR on ``typedserve.server`` with peer and traceback."""
     logger.error("error while handling a request from %s", _describe(peer), exc_info=exc)
+
+
+def log_disconnect(exc: OSError, peer: PeerAddress) -> None:
+    """Log a request ended by a network event (:data:`DISCONNECT_ERRORS`): one INFO line on
+    ``typedserve.server`` naming the peer and the error, no traceback."""
+    logger.info(
+        "connection from %s ended during its request: %s: %s",
+        _describe(peer),
+        type(exc).__name__,
+        exc.strerror or exc,
+    )
 
 
 class AllowNetworks:

@@ -22,6 +22,10 @@ class ServerStats:
     from the backlog during a drain."""
     errors: int
     """Requests whose handler raised (reported to the error policy), or lost with a worker."""
+    disconnects: int
+    """Requests ended by the network, not by a bug: the peer reset the connection, or a write
+    found it closed (``ConnectionResetError``, ``BrokenPipeError``, ``ConnectionAbortedError``;
+    also a write after a drain cut the request). Logged as one INFO line, not as errors."""
     slow_clients: int
     """Connections closed because they sent nothing within ``timeouts.first_byte``."""
     in_flight: int
@@ -37,6 +41,7 @@ class ServerStats:
             refused=totals.refused,
             rejected=totals.rejected,
             errors=totals.errors,
+            disconnects=totals.disconnects,
             slow_clients=totals.slow_clients,
             in_flight=totals.in_flight,
             truncated=truncated,
