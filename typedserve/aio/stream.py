@@ -19,7 +19,6 @@ sweep fails the waiter with ``TimeoutError`` once that time has passed.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 import types
 from collections.abc import Callable, Generator
@@ -106,7 +105,8 @@ class AsyncStream(WriteSide[AddrT_co]):
         self._waiter: asyncio.Future[bytes] | None = None  # a read waiting in another task
         self._runner: ResumableTask | None = None  # the task serving this stream
         self._parked = False  # a read of the runner's coroutine is parked (waits in place)
-        self._ready = itertools.repeat(ready).__next__  # what drain is while not paused
+        self._done = ready
+        self._ready = self._drain_open  # what drain is while not paused
         self.write = self._write_unconnected
         self.drain = self._ready
         self._want = 0  # >0: the pending read is resolved with up to this many bytes

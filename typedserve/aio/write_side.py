@@ -34,6 +34,7 @@ class WriteSide(asyncio.Protocol, Generic[AddrT_co]):
     """
 
     __slots__ = (
+        "_done",
         "_drain_waiter",
         "_expired",
         "_expires",
@@ -69,9 +70,26 @@ class WriteSide(asyncio.Protocol, Generic[AddrT_co]):
     _transport: asyncio.Transport | None
     _write_error: BaseException | None
     _drain_waiter: asyncio.Future[None] | None
+    _done: asyncio.Future[None]  # a future that is already done
     _ready: Callable[[], Awaitable[None]]  # what drain is while not paused
     _expires: float  # monotonic time at which the current wait times out
     _expired: str  # the name of the timeout that ``_expires`` stands for
+
+    def _drain_open(self) -> Awaitable[None]:
+        """``drain`` while the transport is not paused: a future that is already done (no
+        suspension), unless the transport is closing. A failed ``transport.write`` only
+        schedules ``connection_lost``; a handler looping on ``write``/``drain`` would never
+        suspend to let it run, and would hold the event loop (the whole server) forever."""
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            return self._drain_closing()
+        return self._done
+
+    async def _drain_closing(self) -> None:
+        await asyncio.sleep(0)  # let connection_lost run: it fails the writes
+        if self._write_error is not None:
+            raise self._write_error
+        raise ConnectionResetError(f"the connection to {self.peer!r} is closing")
 
     def _write_unconnected(self, data: bytes | bytearray | memoryview) -> None:
         raise ConnectionResetError(f"the connection to {self.peer!r} is not attached")
