@@ -453,6 +453,10 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "asyncio raises it"
     ),
     ("aio/stream.py", "AsyncStream.readuntil", "ValueError"): "as above: asyncio's own check",
+    ("aio/write_side.py", "WriteSide._drain_closing", "ConnectionResetError"): (
+        "an I/O condition: a drain on a connection the transport is closing (a write failed), "
+        "reported as asyncio's streams report it"
+    ),
     ("aio/write_side.py", "WriteSide._write_unconnected", "ConnectionResetError"): (
         "an I/O condition: a write on a connection that is not (or no longer) there, reported "
         "as asyncio's transports report it"
