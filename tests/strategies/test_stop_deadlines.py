@@ -57,13 +57,20 @@ def stop_within_bound(
     return report
 
 
-def send_hold(server: Server[Any, Any], count: int) -> list[socket.socket]:
-    """``count`` connections each sending ``hold`` (its handler blocks reading until cut)."""
+def send_hold(
+    server: Server[Any, Any], count: int, gate: Gate | None = None
+) -> list[socket.socket]:
+    """``count`` connections each sending ``hold`` (its handler blocks reading until cut).
+
+    With ``gate``, one at a time, each once the previous handler runs (see
+    ``test_conformance.hold``: a ``Prefork`` worker may park more than it has threads)."""
     clients = []
     for _ in range(count):
         client = connect(server, timeout=WAIT)
         clients.append(client)
         client.sendall(b"hold\n")
+        if gate is not None:
+            gate.wait_started(1)
     return clients
 
 
@@ -89,8 +96,7 @@ def test_a_stop_returns_within_the_bound_when_handlers_never_end(
     running = strategy_case.concurrency
     queued = 7 if strategy_case.name == "Inline" else 0
     with serve_in_thread(server), contextlib.ExitStack() as stack:
-        held = [stack.enter_context(client) for client in send_hold(server, running)]
-        gate.wait_started(running)
+        held = [stack.enter_context(client) for client in send_hold(server, running, gate)]
         waiting = [stack.enter_context(client) for client in send_hold(server, queued)]
         report = stop_within_bound(server, how, GRACE)
         for client in held + waiting:

@@ -36,9 +36,12 @@ class Prefork(Strategy):
             server.serve_forever()      # this process supervises; workers serve
 
     At most ``workers * threads_per_worker`` requests run at once (by default 2 x 16, as
-    gunicorn's ``gthread`` workers do): a worker's pool has no queue, so it accepts only what it
-    can start and leaves the rest of the shared backlog to its siblings, and its loop thread
-    stays free to hear a stop or a rolling restart while handlers run. As with
+    gunicorn's ``gthread`` workers do): a worker's pool has no queue, so a worker whose threads are
+    all busy stops accepting and leaves the shared backlog to its siblings, and its loop thread
+    stays free to hear a stop or a rolling restart while handlers run. A connection still
+    waiting for its first byte is held by the worker that accepted it (the slow-client
+    defence): if it becomes ready while that worker's threads are busy, it waits for one of
+    them, not a sibling's. As with
     ``ForkPerRequest``, state changed in a worker never reaches the supervisor or the other
     workers. A worker that dies is replaced, at most ``max_restarts`` times within any
     ``restart_window`` seconds (later ones wait; ``max_restarts=0``: never replaced). See
