@@ -24,11 +24,13 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.framing",
         "typedserve.config",
         "typedserve.requests",
+        "typedserve.tls.info",
         "typedserve.counters",
         "typedserve.admission",
     ),
     (
         "typedserve.transports",
+        "typedserve.tls",
         "typedserve.context",
         "typedserve.policies",
         "typedserve.drain",
@@ -45,7 +47,12 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve._parking",
         "typedserve._loop",
     ),
-    ("typedserve.server", "typedserve._server_host"),
+    (
+        "typedserve.server",
+        "typedserve.server_factory",
+        "typedserve._server_params",
+        "typedserve._server_host",
+    ),
     (
         "typedserve.compat",
         "typedserve.testing",

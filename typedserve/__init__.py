@@ -18,13 +18,14 @@ Layers, lowest first (a module imports only its own layer or lower ones; ``tests
 checks it; ARCHITECTURE.md walks a request through them):
 
 1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config``,
-   ``requests``, ``counters``, ``admission``.
-2. Network endpoints and handler-side types: ``transports``, ``context``, ``policies``,
-   ``drain``, ``handlers``, ``stats``, ``options``.
+   ``requests``, ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``.
+2. Network endpoints and handler-side types: ``transports``, ``tls`` (building contexts),
+   ``context``, ``policies``, ``drain``, ``handlers``, ``stats``, ``options``.
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
-6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy).
+6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy;
+   ``server_factory``, the shape the command line builds servers with).
 7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
 """
 
@@ -73,7 +74,8 @@ if TYPE_CHECKING:
         UnixDatagramPeer,
         UnixSockAddr,
     )
-    from typedserve.server import Server, ServerFactory, ServerStats
+    from typedserve.server import Server, ServerStats
+    from typedserve.server_factory import ServerFactory
     from typedserve.strategies import (
         AsyncIO,
         ForkPerRequest,
@@ -134,7 +136,7 @@ _EXPORTS: dict[str, str] = {
     "ServerClosedError": "typedserve.errors",
     "ServerConfig": "typedserve.config",
     "ServerContext": "typedserve.context",
-    "ServerFactory": "typedserve.server",
+    "ServerFactory": "typedserve.server_factory",
     "ServerStateError": "typedserve.errors",
     "ServerStats": "typedserve.server",
     "ShutdownConfig": "typedserve.config",

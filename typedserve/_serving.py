@@ -30,13 +30,15 @@ from typedserve.counters import (
     DISCONNECTS,
     ERRORS,
     FINISHED,
+    HANDSHAKE_FAILURES,
     REFUSED,
     REJECTED,
     SLOW,
     Counters,
 )
 from typedserve.drain import BusyPolicy
-from typedserve.handlers import HandlerFactory
+from typedserve.errors import ConfigError, HandshakeError
+from typedserve.handlers import HandlerFactory, declared_framing
 from typedserve.options import ServerOptions
 from typedserve.policies import (
     DISCONNECT_ERRORS,
@@ -44,6 +46,7 @@ from typedserve.policies import (
     ErrorPolicy,
     log_disconnect,
     log_error,
+    log_handshake_failure,
 )
 from typedserve.requests import PeerAddress, Request, RequestT
 
@@ -67,6 +70,7 @@ class Serving(Generic[RequestT]):
         options: ServerOptions[RequestT],
         counters: Counters,
         serial: bool,
+        opener: Callable[[RequestT], None] | None = None,
     ) -> None:
         self.factory = factory
         self.counters = counters
@@ -83,6 +87,14 @@ class Serving(Generic[RequestT]):
         # close() knows it was called from a handler when its thread is a key.
         self.live: dict[int, RequestT] = {}
         self.serial_request: RequestT | None = None
+        self.open_request: Callable[[RequestT], None] | None = opener
+        """What must happen to a request on the thread that serves it, before its handler
+        (the transport's ``open_request``: a TLS handshake); ``None``: nothing."""
+        if opener is not None and declared_framing(factory) is not None:
+            raise ConfigError(
+                f"{getattr(factory, '__name__', factory)} declares a framing, which the server "
+                "cannot read through this transport's requests (TLS): serve it unframed"
+            )
 
     # -- the loop thread -------------------------------------------------------------------------
 
@@ -109,7 +121,8 @@ class Serving(Generic[RequestT]):
         connection must still linger: then, with ``linger=False``, the caller lingers (reads
         until the peer's EOF) and closes it; by default :attr:`linger` does."""
         self.counters.row[REJECTED] += 1
-        if self._on_busy is not None:
+        # A TLS request is refused before its handshake: a busy reply would be plaintext.
+        if self._on_busy is not None and getattr(request, "replies_when_busy", True):
             try:
                 self._on_busy(request)
             except Exception as exc:
@@ -148,6 +161,8 @@ class Serving(Generic[RequestT]):
         failed = False
         deadline = request.deadline
         try:
+            if self.open_request is not None:
+                self.open_request(request)  # HandshakeError: reported below, no handler
             handler = self.factory(request, self.context)  # type: ignore[arg-type]  # set by bind()
             try:
                 handler.setup()
@@ -186,6 +201,10 @@ class Serving(Generic[RequestT]):
         A network event (:data:`~typedserve.policies.DISCONNECT_ERRORS`: a reset, a broken pipe) is
         no error: it is counted in ``disconnects`` and logged as one INFO line instead.
         """
+        if isinstance(exc, HandshakeError):
+            self.counters.add(HANDSHAKE_FAILURES)
+            log_handshake_failure(exc, peer)
+            return
         if isinstance(exc, DISCONNECT_ERRORS):
             self.counters.add(DISCONNECTS)
             log_disconnect(exc, peer)

@@ -250,6 +250,7 @@ class Timeouts(_Model, frozen=True):
     first_byte: OptionalSeconds = 10.0
     request: OptionalSeconds = 60.0
     poll: OptionalSeconds = None
+    handshake: OptionalSeconds = 10.0
 
 
 class Limits(_Model, frozen=True):
@@ -294,6 +295,7 @@ class ServerConfig(_Model, frozen=True):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     limits: Limits = Field(default_factory=Limits)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    tls: Any = None  # TEMPORARY: replaced by the TLSConfig branch
 
     # -- loaders ---------------------------------------------------------------------------
 

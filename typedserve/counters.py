@@ -24,6 +24,7 @@ __all__ = [
     "DISCONNECTS",
     "ERRORS",
     "FINISHED",
+    "HANDSHAKE_FAILURES",
     "REFUSED",
     "REJECTED",
     "SLOW",
@@ -46,7 +47,9 @@ FINISHED: Final = 5
 DISCONNECTS: Final = 6
 """Requests ended by a network event rather than a handler bug: the peer reset the connection,
 or a write found it closed (``BrokenPipeError``, e.g. after a drain cut it) (under the lock)."""
-_FIELDS: Final = 7
+HANDSHAKE_FAILURES: Final = 7
+"""Connections whose TLS handshake failed or timed out, before any handler (under the lock)."""
+_FIELDS: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class Totals:
     slow_clients: int
     finished: int
     disconnects: int
+    handshake_failures: int
 
     @property
     def in_flight(self) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "BindError",
     "ConfigError",
     "FramingError",
+    "HandshakeError",
     "ServerClosedError",
     "ServerStateError",
     "StateError",
@@ -85,6 +86,16 @@ class BindError(TypedServeError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class HandshakeError(TypedServeError, OSError):
+    """A connection's TLS handshake failed or timed out (``timeouts.handshake``): the request
+    never reaches its handler. Counted in ``stats().handshake_failures`` and logged as one INFO
+    line with the peer and the reason (``reason``: OpenSSL's, or ``"timed out"``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class UnsupportedPlatformError(TypedServeError, OSError):

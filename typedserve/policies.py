@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
+from typedserve.errors import HandshakeError
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "allow_all",
     "log_disconnect",
     "log_error",
+    "log_handshake_failure",
 ]
 
 logger = logging.getLogger("typedserve.server")
@@ -85,6 +87,12 @@ class AllowNetworks:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
+
+
+def log_handshake_failure(exc: HandshakeError, peer: PeerAddress) -> None:
+    """Log a failed TLS handshake: one INFO line on ``typedserve.server`` naming the peer and
+    the reason, no traceback (a scanner or a misconfigured client is no server error)."""
+    logger.info("TLS handshake with %s failed: %s", _describe(peer), exc.reason)
 
 
 def _describe(peer: PeerAddress) -> str:

@@ -16,6 +16,8 @@ from typing import Any, Generic, Protocol, TypeAlias
 
 from typing_extensions import TypeVar
 
+from typedserve.tls.info import TLSInfo
+
 __all__ = [
     "AddrT",
     "AddrT_co",
@@ -133,6 +135,13 @@ class StreamRequest(Generic[AddrT_co]):
     def frame(self) -> bytes | None:
         """The request's bytes, already read, when the handler declares its framing (its
         ``rfile`` then reads them); ``None``: the handler reads the socket itself."""
+        return None
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """What TLS negotiated on this connection (a ``TLSTransport``'s requests), ``None`` on a
+        plain one: a handler must check before reading it, or declare its request a
+        ``TLSStreamRequest``."""
         return None
 
     @property

@@ -8,13 +8,14 @@ request), ``_loop`` (the selector loop and drain), ``_server_host`` (the strateg
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Self, cast, overload
 
-from typing_extensions import TypeVar, Unpack
+from typing_extensions import Unpack
 
 from typedserve._lifecycle import Lifecycle, Phase, StopSignal
 from typedserve._loop import SelectorLoop
 from typedserve._server_host import ServerHost
+from typedserve._server_params import AddressT_co, DispatchT, PeerT, StrategyT_co
 from typedserve._serving import Serving
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext, StateT, StateT_co
@@ -25,7 +26,7 @@ from typedserve.handlers import HandlerFactory
 from typedserve.options import ServerOptions
 from typedserve.requests import AddrT, Datagram, PeerAddress, Request, RequestT, StreamRequest
 from typedserve.stats import ServerStats
-from typedserve.strategies.base import LoopOwner, Strategy
+from typedserve.strategies.base import Strategy
 from typedserve.strategies.inline import Inline
 from typedserve.transports.base import RequestT_co, Transport
 from typedserve.transports.quiesce import release_new_connections
@@ -35,23 +36,9 @@ if TYPE_CHECKING:
     from typedserve.aio.stream import AsyncStream
     from typedserve.strategies.aio import AsyncIO
 
-__all__ = ["AddressT_co", "Server", "ServerFactory", "ServerOptions", "ServerStats", "StrategyT_co"]
+__all__ = ["AddressT_co", "Server", "ServerOptions", "ServerStats", "StrategyT_co"]
 
 logger = logging.getLogger("typedserve.server")
-
-AddressT_co = TypeVar("AddressT_co", bound=PeerAddress, covariant=True, default=Any)
-"""A server's address type: its transport's (``server.address``). A ``Server`` built in place
-has the precise one; an annotation that leaves it out (``Server[StreamRequest, Store]``) says
-"any", as it did before addresses were typed."""
-
-StrategyT_co = TypeVar("StrategyT_co", bound=LoopOwner, covariant=True, default=Any)
-"""A server's strategy type (``server.strategy``): ``handle_request`` needs a dispatching one
-(a :class:`~typedserve.strategies.base.Strategy`, not ``AsyncIO``). Left out of an
-annotation: any."""
-
-# The constructor's own type variables (invariant: they are solved from the arguments).
-_PeerT = TypeVar("_PeerT", bound=PeerAddress)
-_DispatchT = TypeVar("_DispatchT", bound=Strategy, default=Inline)
 
 
 class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
@@ -69,27 +56,17 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     ``handler.context.state`` (its type is checked against the handler's ``StateT``: an
     instance of it, or of a subclass or an implementation of it).
 
-    Typing: ``Server[RequestT, StateT, AddressT, StrategyT]``, inferred from the arguments (the
-    server above is a ``Server[StreamRequest[InetSockAddr], None, InetSockAddr,
-    ThreadPerRequest]``). It is covariant in all four, so it is also a
-    ``Server[StreamRequest, None]``; ``AddressT`` and ``StrategyT`` left out of an annotation
-    mean any (``Any``): spell them for a typed :attr:`address` and a checked
-    :meth:`handle_request`.
+    Typing: ``Server[RequestT, StateT, AddressT, StrategyT]``, inferred from the arguments and
+    covariant in all four; ``AddressT`` and ``StrategyT`` left out of an annotation mean any.
 
-    Resource handling: the server binds and activates the transport on construction (unless
-    ``bind=False``; then call :meth:`bind`), and :meth:`close` (or leaving the ``with`` block)
-    shuts the loop down, waits up to ``config.shutdown.grace`` for requests in flight, and
-    closes the transport. Each request is closed by the server after its handler's ``close``.
-
-    Error handling: a handler exception goes to ``handle_error`` (default: logged on
-    ``typedserve.server`` with the peer and traceback) and the server keeps serving; so does
-    one from ``verify_request``, which refuses the request. Accept errors that mean "out of
-    fds or memory" pause accepting (see :mod:`typedserve.admission`); ``ECONNABORTED`` is
-    ignored; other accept errors propagate out of :meth:`serve_forever`.
-
-    Threads: :meth:`serve_forever` and :meth:`handle_request` run on the caller's thread (one at
-    a time); :meth:`shutdown` and :meth:`close` may be called from any thread, including from
-    a handler and from a signal handler.
+    Resources: the transport is bound on construction (unless ``bind=False``: call
+    :meth:`bind`); :meth:`close` (or leaving the ``with`` block) drains and releases it all.
+    Errors: a handler's or ``verify_request``'s exception goes to ``handle_error`` (default:
+    logged with the peer) and the server keeps serving; accept errors meaning "out of fds or
+    memory" pause accepting (:mod:`typedserve.admission`); other accept errors propagate out
+    of :meth:`serve_forever`. Threads: :meth:`serve_forever` and :meth:`handle_request` run on
+    the caller's thread, one at a time; :meth:`shutdown` and :meth:`close` on any thread, a
+    handler's or a signal handler's included.
     """
 
     # Async handlers pair with AsyncIO (not a ``Strategy``: no ``submit``), sync ones with others.
@@ -97,70 +74,70 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     # (``StreamHandler[Store]``) takes any implementation of it as ``state``.
     @overload
     def __init__(
-        self: Server[StreamRequest[_PeerT], None, AddrT, AsyncIO],
+        self: Server[StreamRequest[PeerT], None, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[StreamRequest[_PeerT], AddrT],
-        handler: AsyncHandlerFactory[AsyncStream[_PeerT], None],
+        transport: Transport[StreamRequest[PeerT], AddrT],
+        handler: AsyncHandlerFactory[AsyncStream[PeerT], None],
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[StreamRequest[_PeerT]]],
+        **options: Unpack[ServerOptions[StreamRequest[PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[StreamRequest[_PeerT], StateT, AddrT, AsyncIO],
+        self: Server[StreamRequest[PeerT], StateT, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[StreamRequest[_PeerT], AddrT],
-        handler: AsyncHandlerFactory[AsyncStream[_PeerT], StateT],
+        transport: Transport[StreamRequest[PeerT], AddrT],
+        handler: AsyncHandlerFactory[AsyncStream[PeerT], StateT],
         state: StateT,
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[StreamRequest[_PeerT]]],
+        **options: Unpack[ServerOptions[StreamRequest[PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[Datagram[_PeerT], None, AddrT, AsyncIO],
+        self: Server[Datagram[PeerT], None, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[Datagram[_PeerT], AddrT],
-        handler: AsyncHandlerFactory[Datagram[_PeerT], None],
+        transport: Transport[Datagram[PeerT], AddrT],
+        handler: AsyncHandlerFactory[Datagram[PeerT], None],
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[Datagram[_PeerT]]],
+        **options: Unpack[ServerOptions[Datagram[PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[Datagram[_PeerT], StateT, AddrT, AsyncIO],
+        self: Server[Datagram[PeerT], StateT, AddrT, AsyncIO],
         *,
         config: ServerConfig,
-        transport: Transport[Datagram[_PeerT], AddrT],
-        handler: AsyncHandlerFactory[Datagram[_PeerT], StateT],
+        transport: Transport[Datagram[PeerT], AddrT],
+        handler: AsyncHandlerFactory[Datagram[PeerT], StateT],
         state: StateT,
         strategy: AsyncIO,
-        **options: Unpack[ServerOptions[Datagram[_PeerT]]],
+        **options: Unpack[ServerOptions[Datagram[PeerT]]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[RequestT, None, AddrT, _DispatchT],
+        self: Server[RequestT, None, AddrT, DispatchT],
         *,
         config: ServerConfig,
         transport: Transport[RequestT, AddrT],
         handler: HandlerFactory[RequestT, None],
-        strategy: _DispatchT | None = None,
+        strategy: DispatchT | None = None,
         **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Server[RequestT, StateT, AddrT, _DispatchT],
+        self: Server[RequestT, StateT, AddrT, DispatchT],
         *,
         config: ServerConfig,
         transport: Transport[RequestT, AddrT],
         handler: HandlerFactory[RequestT, StateT],
         state: StateT,
-        strategy: _DispatchT | None = None,
+        strategy: DispatchT | None = None,
         **options: Unpack[ServerOptions[RequestT]],
     ) -> None: ...
 
@@ -183,13 +160,15 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         self.state: StateT_co = state
         self._on_timeout = options.get("on_timeout")
         # Only a dispatching strategy runs on the server's loop; AsyncIO casts its factory back.
-        self._dispatch: Strategy | None = (
-            self.strategy if isinstance(self.strategy, Strategy) else None
-        )
+        dispatch = self.strategy if isinstance(self.strategy, Strategy) else None
+        self._dispatch: Strategy | None = dispatch
         counters = Counters(self.strategy.process_slots)
         serial = self._dispatch is not None and self._dispatch.serial
         factory = cast("HandlerFactory[RequestT_co, Any]", handler)
-        self._serving: Serving[RequestT_co] = Serving(factory, config, options, counters, serial)
+        opener = getattr(transport, "open_request", None)  # TLS: the handshake, off the loop
+        self._serving: Serving[RequestT_co] = Serving(
+            factory, config, options, counters, serial, opener
+        )
         self._host = ServerHost(self)
         self._life = Lifecycle()
         self._stop = StopSignal()
@@ -218,14 +197,11 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         self.strategy.attach(self._host)
 
     def close(self, grace: float | None = None) -> DrainReport | None:
-        """Stop serving, drain gracefully, release everything; return the drain's report.
-
-        Drains as :meth:`shutdown` does with ``grace`` (default ``config.shutdown.grace``)
-        unless a drain already ran since the loop last stopped, then releases the strategy's
-        threads or processes, the transport and the loop's fds. Idempotent: a second call
-        returns ``None``. Called from a handler of this server, it only asks the loop to stop
-        and returns ``None``; the loop closes the server (draining) when it exits.
-        """
+        """Drain as :meth:`shutdown` does with ``grace`` (default ``config.shutdown.grace``;
+        skipped if a drain ran since the loop stopped), release the strategy's threads or
+        processes, the transport and the loop; return the report. A second call returns
+        ``None``; so does a call from a handler, which only asks the loop to stop (the loop
+        closes the server, draining, when it exits)."""
         life = self._life
         if not life.begin_close(self._serving.in_handler()):
             self._stop.request()  # in a handler, or closed already: the loop closes on exit
@@ -270,11 +246,9 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     ) -> bool:
         """Wait for one request and dispatch it; return whether one was dispatched.
 
-        ``timeout`` defaults to ``config.timeouts.poll`` (``None``: wait forever). When it
-        expires with no request, the ``on_timeout`` hook runs and ``False`` is returned.
-
-        Only for a dispatching strategy: on a server built with ``AsyncIO`` (which owns its
-        loop) it is a type error, and raises :class:`StrategyMismatchError` when called anyway.
+        ``timeout`` defaults to ``config.timeouts.poll`` (``None``: wait forever); when it
+        expires, the ``on_timeout`` hook runs and ``False`` is returned. On an ``AsyncIO``
+        server (it owns its loop) a type error, and :class:`StrategyMismatchError` at run time.
         """
         if self._dispatch is None:
             raise StrategyMismatchError(
@@ -322,13 +296,10 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         """Stop :meth:`serve_forever`; with ``grace``, also drain and report.
 
         Without ``grace``: returns once the loop has stopped (at once from the loop's own
-        thread, or if no loop runs: the next :meth:`serve_forever` then returns at once);
-        requests in flight go on until :meth:`close` drains them.
-
-        With ``grace`` (seconds), from another thread: stops accepting, waits for the loop to
-        return, then drains on this thread (see README "Stopping"): what was queued at the stop
-        is served, requests in flight get until the deadline, what still runs then is cut, and
-        later arrivals are refused cleanly. Returns the :class:`DrainReport` (also logged).
+        thread; if no loop runs, the next one returns at once); requests in flight go on until
+        :meth:`close` drains them. With ``grace`` (seconds), from another thread: stop, then
+        drain on this thread (README "Stopping": the queued are served, the running get until
+        the deadline and are cut then, later arrivals are refused cleanly); the report.
         """
         if grace is None:
             self._stop.request()
@@ -350,19 +321,14 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         return report
 
     def wait_serving(self, timeout: float | None = None) -> bool:
-        """Wait until a loop (:meth:`serve_forever` or :meth:`handle_request`) is running.
-
-        Returns ``False`` if none started within ``timeout`` seconds. Once it returns ``True``,
-        :meth:`shutdown` from another thread waits for that loop to stop. For tests and
-        supervisors: clients may connect as soon as the server is bound, without waiting.
-        """
+        """Wait until a loop (:meth:`serve_forever`, :meth:`handle_request`) runs; ``False`` if
+        none did within ``timeout``. After ``True``, :meth:`shutdown` waits for that loop."""
         return self._life.serving.wait(timeout)
 
     @property
     def address(self) -> AddressT_co:
-        """The bound address (the real port when the config asked for port 0), typed by the
-        transport: ``InetSockAddr`` for TCP and UDP, ``UnixSockAddr`` for Unix sockets.
-        Before :meth:`bind` the built-in transports raise :class:`ServerClosedError`."""
+        """The bound address (with the real port for port 0), typed by the transport; before
+        :meth:`bind` the built-in transports raise :class:`ServerClosedError`."""
         return self.transport.address
 
     @property
@@ -386,23 +352,3 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         address = "(no address)" if self._life.phase is Phase.UNBOUND else repr(self.address)
         parts = type(self.transport).__name__, address, type(self.strategy).__name__
         return "<Server {} {} {} {}>".format(*parts, self._life.phase.value)
-
-
-class ServerFactory(Protocol):
-    """What ``typedserve serve MODULE:ATTR`` calls when ``ATTR`` is not a handler class: a
-    callable taking the effective config (positionally) and returning a server it built.
-
-    Annotate a factory's result ``Server[...]`` as precisely as you like (every server is a
-    ``Server[Request, object, PeerAddress, LoopOwner]``); extra parameters need defaults.
-    The command line checks what it loads against this shape before calling it, and checks
-    the result is a :class:`Server`, naming the object when either is not.
-
-    Example::
-
-        def build_server(config: ServerConfig) -> Server[StreamRequest, Store]:
-            return Server(config=config, transport=TCPTransport(), handler=KV, state=Store())
-    """
-
-    def __call__(self, config: ServerConfig, /) -> Server[Request, object, PeerAddress, LoopOwner]:
-        """Build the server for ``config`` (bound, or built with ``bind=False``)."""
-        ...

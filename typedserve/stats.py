@@ -28,6 +28,10 @@ class ServerStats:
     also a write after a drain cut the request). Logged as one INFO line, not as errors."""
     slow_clients: int
     """Connections closed because they sent nothing within ``timeouts.first_byte``."""
+    handshake_failures: int
+    """TLS connections whose handshake failed or timed out (``timeouts.handshake``): a client
+    that does not trust the certificate, sent no or a wrong client certificate, speaks no TLS,
+    or stalled. Logged as one INFO line each; no handler ran."""
     in_flight: int
     """Requests accepted and not finished: running, or queued in the strategy."""
     truncated: int
@@ -43,6 +47,7 @@ class ServerStats:
             errors=totals.errors,
             disconnects=totals.disconnects,
             slow_clients=totals.slow_clients,
+            handshake_failures=totals.handshake_failures,
             in_flight=totals.in_flight,
             truncated=truncated,
         )

@@ -29,8 +29,9 @@ from typedserve.aio.write_side import NO_EXPIRY as _NO_EXPIRY
 from typedserve.aio.write_side import WriteSide
 from typedserve.errors import FramingError, StateError
 from typedserve.requests import AddrT_co
+from typedserve.tls.info import SERVER_NAME, TLSInfo
 
-__all__ = ["DEFAULT_LIMIT", "AsyncStream", "RecvIntoStream"]
+__all__ = ["DEFAULT_LIMIT", "AsyncStream"]
 
 DEFAULT_LIMIT: Final = 64 * 1024
 """The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
@@ -406,42 +407,13 @@ class AsyncStream(WriteSide[AddrT_co]):
             pass  # reset before the first byte: the handler sees the error on its first read
         return True
 
+    @property
+    def tls(self) -> TLSInfo | None:
+        """What TLS negotiated on this connection (a ``TLSTransport``'s), ``None`` if plain."""
+        transport = self._transport
+        conn = None if transport is None else transport.get_extra_info("ssl_object")
+        return None if conn is None else TLSInfo.of(conn, getattr(conn, SERVER_NAME, None))
+
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")
         return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"
-
-
-class RecvIntoStream(AsyncStream[AddrT_co], asyncio.BufferedProtocol):
-    """An :class:`AsyncStream` that the loop reads into a buffer shared by the whole table.
-
-    For the stdlib's selector loop, whose transport otherwise allocates a fresh 256 KiB
-    ``bytes`` for every ``recv`` and shrinks it to the size received: past glibc's mmap
-    threshold, that is an ``mmap``, an ``mremap`` and an ``munmap`` per message. Here the
-    transport ``recv_into``\\ s ``recv_buffer`` and the stream copies out just the bytes received
-    (so what a read returns is still the caller's own ``bytes``). One loop thread uses the
-    buffer, one read at a time, so a table shares one. uvloop reads into its own buffer and
-    needs none of this.
-    """
-
-    __slots__ = ("_recv_buffer",)
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ready: asyncio.Future[None],
-        peer: AddrT_co,
-        *,
-        recv_buffer: memoryview,
-        idle: float | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__(loop, ready, peer, idle=idle, deadline=deadline)
-        self._recv_buffer = recv_buffer
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """The shared buffer the transport receives into (called by the event loop)."""
-        return self._recv_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` arrived in the shared buffer: take a copy of them as ``data_received``."""
-        self.data_received(bytes(self._recv_buffer[:nbytes]))

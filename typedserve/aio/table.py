@@ -28,15 +28,17 @@ from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
 from typedserve.aio.handlers import AsyncHandlerFactory
+from typedserve.aio.recv_into import RecvIntoStream
 from typedserve.aio.resumable import ResumableTask
-from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, RecvIntoStream
+from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import LINGER, SETTLE, DrainReport
-from typedserve.errors import StrategyMismatchError
+from typedserve.errors import HandshakeError, StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
+from typedserve.transports.tls import TLSStreamRequest
 
 __all__ = ["RequestTable"]
 
@@ -265,10 +267,21 @@ class RequestTable:
     async def _serve_stream(self, request: StreamRequest, stream: AsyncStream) -> None:
         sock = request.socket
         try:
-            await self._loop.connect_accepted_socket(lambda: stream, sock)
-        except OSError as exc:  # e.g. reset before the loop saw it: nothing to serve
-            logger.debug("could not attach the connection from %r: %s", request.peer, exc)
+            if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
+                await self._loop.connect_accepted_socket(
+                    lambda: stream,
+                    sock,
+                    ssl=request.context,
+                    ssl_handshake_timeout=request.handshake_timeout,
+                )
+            else:
+                await self._loop.connect_accepted_socket(lambda: stream, sock)
+        except (OSError, TimeoutError) as exc:  # reset before the loop saw it, or TLS failed
             sock.close()
+            if isinstance(request, TLSStreamRequest):
+                self._host.report(HandshakeError(_handshake_failure(exc)), request.peer)
+            else:
+                logger.debug("could not attach the connection from %r: %s", request.peer, exc)
             return
         except BaseException:
             sock.close()
@@ -391,3 +404,11 @@ class RequestTable:
                 break
             await asyncio.sleep(0)
         return len(left)
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    """The reason a TLS handshake on the event loop failed, as the selector loop words it."""
+    if isinstance(exc, TimeoutError) or "handshake is taking longer" in str(exc):
+        return "timed out (timeouts.handshake)"
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    return str(reason or exc or type(exc).__name__)

@@ -1,8 +1,8 @@
 """What ``typedserve serve MODULE:ATTR`` serves: resolving the target and building its server.
 
 A target is a handler class (checked against the flags, then given a transport and a strategy)
-or a factory ``ATTR(config) -> Server`` (a :class:`~typedserve.server.ServerFactory`, checked
-against that shape before it is called). Every mistake raises
+or a factory ``ATTR(config) -> Server`` (a :class:`~typedserve.server_factory.ServerFactory`,
+checked against that shape before it is called). Every mistake raises
 :class:`~typedserve.errors.TypedServeError` with one line naming the target, the flag or the
 type, before anything is bound (except what a factory binds itself).
 """
@@ -31,7 +31,8 @@ from typedserve.requests import (
     UnixDatagramPeer,
     UnixSockAddr,
 )
-from typedserve.server import Server, ServerFactory
+from typedserve.server import Server
+from typedserve.server_factory import ServerFactory
 from typedserve.strategies.base import Strategy
 from typedserve.transports import (
     TCPTransport,
@@ -351,7 +352,7 @@ def strategy_from_name(name: str, workers: int | None = None) -> Strategy | Asyn
 
 
 def as_server_factory(spec: str, target: object) -> ServerFactory:
-    """``target`` as a :class:`~typedserve.server.ServerFactory`: a callable that takes the
+    """``target`` as a :class:`~typedserve.server_factory.ServerFactory`: a callable that takes the
     config as its one required (positional) argument and is not annotated to return something
     other than a ``Server``. Raises :class:`~typedserve.errors.TypedServeError` naming ``spec``
     otherwise; what it returns is checked by :func:`server_from_factory` once called."""
