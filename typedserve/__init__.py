@@ -25,7 +25,8 @@ checks it; ARCHITECTURE.md walks a request through them):
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
 6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy;
-   ``server_factory``, the shape the command line builds servers with).
+   ``server_factory``, the shape the command line builds servers with; ``_server_params``,
+   its type parameters).
 7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
 """
 

@@ -31,7 +31,7 @@ from typedserve.errors import FramingError, StateError
 from typedserve.requests import AddrT_co
 from typedserve.tls.info import SERVER_NAME, TLSInfo
 
-__all__ = ["DEFAULT_LIMIT", "AsyncStream"]
+__all__ = ["DEFAULT_LIMIT", "AsyncStream", "TLSAsyncStream"]
 
 DEFAULT_LIMIT: Final = 64 * 1024
 """The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
@@ -417,3 +417,16 @@ class AsyncStream(WriteSide[AddrT_co]):
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")
         return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"
+
+
+class TLSAsyncStream(AsyncStream[AddrT_co]):
+    """An :class:`AsyncStream` over TLS (a ``TLSTransport``'s connection): TLS has no
+    half-close, so the end of the peer's data ends the connection (replies already written
+    are still flushed)."""
+
+    __slots__ = ()
+
+    def eof_received(self) -> bool:
+        """Record the end of the peer's data; the TLS transport then closes."""
+        super().eof_received()
+        return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -30,7 +31,7 @@ from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.recv_into import RecvIntoStream
 from typedserve.aio.resumable import ResumableTask
-from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream
+from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import LINGER, SETTLE, DrainReport
 from typedserve.errors import HandshakeError, StrategyMismatchError
@@ -208,7 +209,11 @@ class RequestTable:
         # event loop, or the datagram as is): this is a conversion, not a per-request operation.
         loop = self._loop
         if isinstance(request, StreamRequest):
-            if self._recv_buffer is None:
+            if isinstance(request, TLSStreamRequest):  # TLS: no half-close, its own buffers
+                stream: AsyncStream[Any] = TLSAsyncStream(
+                    loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
+                )
+            elif self._recv_buffer is None:
                 stream = AsyncStream(
                     loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
                 )
@@ -268,6 +273,12 @@ class RequestTable:
         sock = request.socket
         try:
             if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
+                if self._first_byte is not None and not await self._readable(
+                    sock, self._first_byte
+                ):
+                    self._counters.add(SLOW)  # sent no ClientHello: as on a plain connection
+                    sock.close()
+                    return
                 await self._loop.connect_accepted_socket(
                     lambda: stream,
                     sock,
@@ -277,11 +288,11 @@ class RequestTable:
             else:
                 await self._loop.connect_accepted_socket(lambda: stream, sock)
         except (OSError, TimeoutError) as exc:  # reset before the loop saw it, or TLS failed
-            sock.close()
             if isinstance(request, TLSStreamRequest):
                 self._host.report(HandshakeError(_handshake_failure(exc)), request.peer)
             else:
                 logger.debug("could not attach the connection from %r: %s", request.peer, exc)
+            sock.close()
             return
         except BaseException:
             sock.close()
@@ -312,6 +323,23 @@ class RequestTable:
         finally:
             streams.discard(stream)
             self._release(stream, completed=completed)
+
+    async def _readable(self, sock: socket.socket, timeout: float) -> bool:
+        """Wait until ``sock`` has input (or an end); ``False`` after ``timeout`` seconds."""
+        loop, fd = self._loop, sock.fileno()
+        ready: asyncio.Future[bool] = loop.create_future()
+
+        def settle(value: bool) -> None:
+            if not ready.done():
+                ready.set_result(value)
+
+        loop.add_reader(fd, settle, True)
+        timer = loop.call_later(timeout, settle, False)
+        try:
+            return await ready
+        finally:
+            loop.remove_reader(fd)
+            timer.cancel()
 
     def _release(self, stream: AsyncStream, *, completed: bool) -> None:
         """Close ``stream``: flush its replies after a normal end, drop them after a cancel."""

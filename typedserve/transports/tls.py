@@ -39,7 +39,25 @@ from typedserve.transports.stream import StreamTransport
 
 __all__ = ["TLSStreamRequest", "TLSTransport"]
 
-_shutdown = socket.socket.shutdown  # the plain call: SSLSocket.shutdown also drops its TLS state
+# The plain socket calls: SSLSocket.shutdown also drops its TLS state, SSLSocket.recv decrypts.
+_shutdown = socket.socket.shutdown
+_recv = socket.socket.recv
+_DISCARD_ROUNDS = 16
+
+
+def _discard_input(sock: socket.socket) -> None:
+    """Drop what the peer sent and the handshake did not read (a plain-text request, say), so
+    closing the connection ends it instead of resetting it. Bounded: never waits."""
+    try:
+        sock.setblocking(False)  # with a timeout, recv would first wait for input
+    except OSError:
+        return
+    for _ in range(_DISCARD_ROUNDS):
+        try:
+            if not _recv(sock, 65_536):
+                return
+        except OSError:
+            return
 
 
 class TLSStreamRequest(StreamRequest[AddrT_co]):
@@ -84,6 +102,7 @@ class TLSStreamRequest(StreamRequest[AddrT_co]):
         except TimeoutError:
             raise HandshakeError(f"timed out (timeouts.handshake={bound})") from None
         except ssl.SSLError as exc:
+            _discard_input(self.socket)
             raise HandshakeError(exc.reason or exc.strerror or str(exc)) from None
         except OSError as exc:
             raise HandshakeError(exc.strerror or type(exc).__name__) from None
@@ -175,14 +194,10 @@ class TLSTransport(Generic[AddrT_co]):
         self, inner: StreamTransport[AddrT_co], *, context: ssl.SSLContext | None = None
     ) -> None:
         self.inner = inner
+        self.stats: TransportStats = inner.stats  # the inner transport's counters
         self._context = None if context is None else _record_server_name(context)
         self._source: TLSContextSource | None = None  # config.tls, when no context was given
         self._handshake: float | None = None
-
-    @property
-    def stats(self) -> TransportStats:
-        """The inner transport's counters."""
-        return self.inner.stats
 
     @property
     def context(self) -> ssl.SSLContext:
