@@ -23,6 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve._wakeup",
         "typedserve.framing",
         "typedserve.config",
+        "typedserve._config_model",
+        "typedserve._config_sources",
         "typedserve.requests",
         "typedserve.counters",
         "typedserve.admission",

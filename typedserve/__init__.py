@@ -17,8 +17,8 @@ strategy and a handler generic over the request type::
 Layers, lowest first (a module imports only its own layer or lower ones; ``tests/test_layers.py``
 checks it; ARCHITECTURE.md walks a request through them):
 
-1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config``,
-   ``requests``, ``counters``, ``admission``.
+1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config`` (with
+   ``_config_model`` and ``_config_sources``), ``requests``, ``counters``, ``admission``.
 2. Network endpoints and handler-side types: ``transports``, ``context``, ``policies``,
    ``drain``, ``handlers``, ``stats``, ``options``.
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).

@@ -21,6 +21,7 @@ import pytest
 from mypy import api
 
 from typedserve import config as config_module
+from typedserve._config_model import _Model
 
 ROOT = Path(__file__).parents[2]
 CASE = Path(__file__).parent / "cases" / "config_frozen.py"
@@ -116,9 +117,7 @@ def test_every_config_model_is_in_the_case_file() -> None:
     models = {
         name
         for name, value in vars(config_module).items()
-        if isinstance(value, type)
-        and issubclass(value, config_module._Model)
-        and value is not config_module._Model
+        if isinstance(value, type) and issubclass(value, _Model) and value is not _Model
     }
     marked = set(re.findall(r'defined in "(\w+)" is read-only', CASE.read_text()))
     assert models == marked
