@@ -18,9 +18,11 @@ Layers, lowest first (a module imports only its own layer or lower ones; ``tests
 checks it; ARCHITECTURE.md walks a request through them):
 
 1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config`` (with
-   ``_config_model`` and ``_config_sources``), ``requests``, ``counters``, ``admission``.
-2. Network endpoints and handler-side types: ``transports``, ``context``, ``policies``,
-   ``drain``, ``handlers``, ``stats``, ``options``.
+   ``_config_model``, ``_config_sources`` and ``tls.config``), ``requests``, ``counters``,
+   ``admission``.
+2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
+   from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
+   ``options``.
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
         ThreadPool,
     )
     from typedserve.strategies.base import LoopOwner
+    from typedserve.tls.config import TLSConfig
     from typedserve.transports import (
         TCPTransport,
         Transport,
@@ -144,6 +147,7 @@ _EXPORTS: dict[str, str] = {
     "StreamHandler": "typedserve.handlers",
     "StreamRequest": "typedserve.requests",
     "TCPTransport": "typedserve.transports",
+    "TLSConfig": "typedserve.tls.config",
     "ThreadPerRequest": "typedserve.strategies",
     "ThreadPool": "typedserve.strategies",
     "Timeouts": "typedserve.config",
@@ -208,6 +212,7 @@ __all__ = [
     "StreamHandler",
     "StreamRequest",
     "TCPTransport",
+    "TLSConfig",
     "ThreadPerRequest",
     "ThreadPool",
     "Timeouts",

@@ -111,6 +111,21 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def _field_path(loc: list[str]) -> str:
+    """``["tls", "sni", "a.example", "certfile"]`` -> ``tls.sni["a.example"].certfile``: a
+    server name (a dict key with dots) is quoted; pydantic's ``[key]`` marker (the key itself
+    is wrong) is dropped."""
+    path = ""
+    for index, part in enumerate(loc):
+        if part == "[key]":
+            continue
+        if index >= 2 and loc[index - 2 : index] == ["tls", "sni"]:
+            path += f'["{part}"]'
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
 class _Missing:
     """The value shown for a required field that was not given (pydantic reports the parent)."""
 
@@ -130,7 +145,7 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
         loc = [str(part) for part in error["loc"]]
         if len(loc) >= 2 and loc[0] == "address" and loc[1] in ("inet", "unix", "fd"):
             del loc[1]
-        field = ".".join(loc) or "(top level)"
+        field = _field_path(loc)
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]

@@ -44,6 +44,7 @@ from typedserve._config_sources import (
     merge,
     read_toml,
 )
+from typedserve.tls.config import TLSConfig
 
 __all__ = [
     "Address",
@@ -208,12 +209,16 @@ class Timeouts(_Model, frozen=True):
       to ``None`` for long-lived connections (streams, chat, tunnels).
     - ``poll``: how long :meth:`Server.handle_request` waits for a request before calling the
       ``on_timeout`` hook.
+    - ``handshake`` (default 10): how long a TLS connection (``ServerConfig.tls``) may take to
+      complete its handshake, from accept; a client still handshaking then is closed. Unused
+      without TLS.
     """
 
     idle: OptionalSeconds = None
     first_byte: OptionalSeconds = 10.0
     request: OptionalSeconds = 60.0
     poll: OptionalSeconds = None
+    handshake: OptionalSeconds = 10.0
 
 
 class Limits(_Model, frozen=True):
@@ -258,6 +263,9 @@ class ServerConfig(_Model, frozen=True):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     limits: Limits = Field(default_factory=Limits)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    tls: Annotated[TLSConfig | None, _NONE_FROM_TEXT] = None
+    """TLS for a stream server (:class:`~typedserve.tls.config.TLSConfig`); ``None`` (text:
+    ``none``) serves plain TCP or Unix streams."""
 
     # -- loaders ---------------------------------------------------------------------------
 

@@ -1,0 +1,11 @@
+"""TLS: its configuration as data and the :class:`ssl.SSLContext` built from it.
+
+- :mod:`typedserve.tls.config` (layer 1, values only, no :mod:`ssl`): :class:`TLSConfig`, the
+  ``tls`` table of :class:`~typedserve.config.ServerConfig`, and :class:`CertKeyPair`.
+- :mod:`typedserve.tls.context` (layer 2): :func:`build_context` turns a ``TLSConfig`` into a
+  server-side ``SSLContext``, reading the files; :class:`TLSContextSource` holds the current
+  context and rebuilds it on :meth:`~TLSContextSource.reload`.
+
+This package imports nothing itself, so that ``typedserve.config`` (which needs
+``typedserve.tls.config``) does not import :mod:`ssl`.
+"""
