@@ -87,6 +87,7 @@ if TYPE_CHECKING:
     )
     from typedserve.strategies.base import LoopOwner
     from typedserve.tls.config import TLSConfig
+    from typedserve.tls.context import build_context
     from typedserve.transports import (
         TCPTransport,
         Transport,
@@ -163,6 +164,7 @@ _EXPORTS: dict[str, str] = {
     "UnixStreamTransport": "typedserve.transports",
     "UnsupportedPlatformError": "typedserve.errors",
     "allow_all": "typedserve.policies",
+    "build_context": "typedserve.tls.context",
     "log_error": "typedserve.policies",
 }
 
@@ -228,6 +230,7 @@ __all__ = [
     "UnixStreamTransport",
     "UnsupportedPlatformError",
     "allow_all",
+    "build_context",
     "log_error",
 ]
 

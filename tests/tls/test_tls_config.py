@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.tls.conftest import PKI
 from typedserve import ConfigError, ServerConfig, TLSConfig
 from typedserve.tls.config import CertKeyPair
 
 pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _problems(data: dict[str, Any]) -> list[tuple[str, object, str]]:
@@ -223,3 +226,39 @@ def test_importing_the_config_does_not_import_ssl() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# -- the serve flags --------------------------------------------------------------------------
+
+
+def _serve(*flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "typedserve", "serve", "typedserve.demo:StreamEcho", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_serve_flags_set_tls_and_the_files_are_read_before_binding(
+    pki: PKI, tmp_path: Path
+) -> None:
+    # The flags reach the config, and the files are read up front: a key of another
+    # certificate is refused by name, exit 2 (on port 0, binding would have succeeded and the
+    # server would have run until the subprocess timeout).
+    mismatched = _serve(
+        "--port", "0", "--certfile", str(pki.default.cert), "--keyfile", str(pki.a.key)
+    )  # fmt: skip
+    assert mismatched.returncode == 2, mismatched.stderr
+    assert mismatched.stderr.startswith("typedserve: invalid TLS config: tls.keyfile = ")
+    assert f"{str(pki.a.key)!r}: the key does not match" in mismatched.stderr
+    assert len(mismatched.stderr.splitlines()) == 1
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("no CA here\n")
+    no_ca = _serve("--port", "0", "--certfile", str(pki.combined), "--client-ca", str(bad_ca))
+    assert no_ca.returncode == 2, no_ca.stderr
+    assert f"tls.client_ca = {str(bad_ca)!r}: no CA certificate in it" in no_ca.stderr
+    key_only = _serve("--port", "0", "--keyfile", str(pki.default.key))
+    assert key_only.returncode == 2
+    assert "tls.certfile = (not set): Field required" in key_only.stderr
