@@ -23,6 +23,7 @@ from typedserve import (
     ServerConfig,
     StreamHandler,
     Timeouts,
+    TLSConfig,
     UnixAddress,
     UnixStreamTransport,
 )
@@ -441,12 +442,29 @@ unix = st.builds(
     mode=st.none() | st.integers(0, 0o7777),
     stale=st.sampled_from(["probe", "error"]),
 )
+files = st.text(string.ascii_letters + "/._-", min_size=1, max_size=40).map(Path)
+tls = st.builds(
+    TLSConfig,
+    certfile=files.filter(lambda path: path != Path(".")),
+    keyfile=st.none() | files.filter(lambda path: path != Path(".")),
+    alpn=st.lists(st.sampled_from(["h2", "http/1.1", "acme-tls/1"]), max_size=3).map(tuple),
+    minimum_version=st.sampled_from(["TLSv1.2", "TLSv1.3"]),
+    ciphers=st.none() | st.sampled_from(["ECDHE+AESGCM", "HIGH:!aNULL"]),
+)
 configs = st.builds(
     ServerConfig,
     address=inet | unix,
     backlog=st.integers(0, 65_535),
     reuse_port=st.booleans(),
-    timeouts=st.builds(Timeouts, idle=seconds, first_byte=seconds, request=seconds, poll=seconds),
+    timeouts=st.builds(
+        Timeouts,
+        idle=seconds,
+        first_byte=seconds,
+        request=seconds,
+        poll=seconds,
+        handshake=seconds,
+    ),
+    tls=st.none() | tls,
 )
 
 
@@ -480,6 +498,9 @@ def as_text(dotted: str, value: object) -> str:
         return "none"
     if dotted == "address.mode":
         return f"{value:o}"
+    if dotted == "tls.alpn":
+        assert isinstance(value, tuple)
+        return ",".join(value) or "none"
     return str(value)
 
 

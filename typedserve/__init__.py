@@ -17,10 +17,12 @@ strategy and a handler generic over the request type::
 Layers, lowest first (a module imports only its own layer or lower ones; ``tests/test_layers.py``
 checks it; ARCHITECTURE.md walks a request through them):
 
-1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config``,
-   ``requests``, ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``.
-2. Network endpoints and handler-side types: ``transports``, ``tls`` (building contexts),
-   ``context``, ``policies``, ``drain``, ``handlers``, ``stats``, ``options``.
+1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config`` (with
+   ``_config_model``, ``_config_sources`` and ``tls.config``), ``requests``, ``tls.info``
+   (what a handshake negotiated), ``counters``, ``admission``.
+2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
+   from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
+   ``options``.
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
@@ -87,6 +89,8 @@ if TYPE_CHECKING:
         ThreadPool,
     )
     from typedserve.strategies.base import LoopOwner
+    from typedserve.tls.config import TLSConfig
+    from typedserve.tls.context import build_context
     from typedserve.transports import (
         TCPTransport,
         Transport,
@@ -147,6 +151,7 @@ _EXPORTS: dict[str, str] = {
     "StreamHandler": "typedserve.handlers",
     "StreamRequest": "typedserve.requests",
     "TCPTransport": "typedserve.transports",
+    "TLSConfig": "typedserve.tls.config",
     "ThreadPerRequest": "typedserve.strategies",
     "ThreadPool": "typedserve.strategies",
     "Timeouts": "typedserve.config",
@@ -162,6 +167,7 @@ _EXPORTS: dict[str, str] = {
     "UnixStreamTransport": "typedserve.transports",
     "UnsupportedPlatformError": "typedserve.errors",
     "allow_all": "typedserve.policies",
+    "build_context": "typedserve.tls.context",
     "log_error": "typedserve.policies",
 }
 
@@ -211,6 +217,7 @@ __all__ = [
     "StreamHandler",
     "StreamRequest",
     "TCPTransport",
+    "TLSConfig",
     "ThreadPerRequest",
     "ThreadPool",
     "Timeouts",
@@ -226,6 +233,7 @@ __all__ = [
     "UnixStreamTransport",
     "UnsupportedPlatformError",
     "allow_all",
+    "build_context",
     "log_error",
 ]
 

@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     Discriminator,
     Field,
@@ -36,7 +34,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from typedserve.errors import ConfigError
+from typedserve._config_model import _NONE_FROM_TEXT, _Model
+from typedserve._config_model import NONE_TEXT as NONE_TEXT
+from typedserve._config_sources import (
+    address_kind,
+    config_error,
+    dotted_layer,
+    env_layer,
+    merge,
+    read_toml,
+)
+from typedserve.tls.config import TLSConfig
 
 __all__ = [
     "Address",
@@ -49,31 +57,7 @@ __all__ = [
     "UnixAddress",
 ]
 
-ENV_PREFIX = "TYPEDSERVE_"
 _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
-
-NONE_TEXT = "none"
-"""How text (an environment variable, a TOML string, a CLI flag) sets a field that may be
-``None`` to ``None``: ``none``, in any case, e.g. ``TYPEDSERVE_TIMEOUTS__REQUEST=none`` over a
-TOML file's ``request = 30``. The empty string and ``null`` are refused, naming the field."""
-
-
-def _none_from_text(value: object) -> object:
-    """``"none"`` (any case, spaces around ignored) is ``None``; ``""`` and ``"null"`` are
-    errors that say so (an empty variable is more often a mistake than a choice).
-
-    Rejections here and in the mode validators are ``PydanticCustomError``s: pydantic reports
-    them against the field, and the loaders turn them into a :class:`ConfigError`."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word == NONE_TEXT:
-            return None
-        if word in ("", "null"):
-            raise PydanticCustomError("none_text", f"to unset this field write {NONE_TEXT!r}")
-    return value
-
-
-_NONE_FROM_TEXT = BeforeValidator(_none_from_text)
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 OptionalSeconds = Annotated[PositiveSeconds | None, _NONE_FROM_TEXT]
@@ -115,16 +99,6 @@ FileMode = Annotated[
 ]
 """Permission bits (``0o660``): an ``int`` stays as given, text is read as octal (see
 :func:`_mode_from_text`); at most ``0o7777``. A JSON dump writes it in octal (``"0o660"``)."""
-
-
-class _Model(BaseModel, frozen=True, extra="forbid", validate_default=True):
-    """The base of every config model: frozen, no unknown keys, defaults validated too.
-
-    Each subclass repeats ``frozen=True`` as a class keyword: that is what mypy reads without
-    the pydantic plugin (``dataclass_transform``), so assigning to a field of any config model
-    (``config.backlog = 3``) is a type error with or without the plugin, as it is an error at
-    run time. ``tests/typing/test_config_typing.py`` checks both ways.
-    """
 
 
 class InetAddress(_Model, frozen=True):
@@ -204,21 +178,12 @@ class FDAddress(_Model, frozen=True):
     fd: Annotated[int, Field(ge=0)] | Literal["systemd"]
 
 
-def _address_kind(value: Any) -> str:
-    """The union tag: ``kind`` if given, else inferred (``path`` -> unix, ``fd`` -> fd, inet)."""
-    if isinstance(value, Mapping):
-        if "kind" in value:
-            return str(value["kind"])
-        return "unix" if "path" in value else "fd" if "fd" in value else "inet"
-    return str(getattr(value, "kind", "inet"))
-
-
 Address = Annotated[
     Annotated[InetAddress, Tag("inet")]
     | Annotated[UnixAddress, Tag("unix")]
     | Annotated[FDAddress, Tag("fd")],
     Discriminator(
-        _address_kind,
+        address_kind,
         custom_error_type="address_kind",
         custom_error_message="kind must be 'inet', 'unix' or 'fd'",
     ),
@@ -244,6 +209,10 @@ class Timeouts(_Model, frozen=True):
       to ``None`` for long-lived connections (streams, chat, tunnels).
     - ``poll``: how long :meth:`Server.handle_request` waits for a request before calling the
       ``on_timeout`` hook.
+    - ``handshake`` (default 10): how long a TLS handshake (``ServerConfig.tls``) may take,
+      from the client's first byte (until then ``first_byte`` applies); a client still
+      handshaking then is closed and counted in ``stats().handshake_failures``. Unused
+      without TLS.
     """
 
     idle: OptionalSeconds = None
@@ -295,7 +264,9 @@ class ServerConfig(_Model, frozen=True):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     limits: Limits = Field(default_factory=Limits)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
-    tls: Any = None  # TEMPORARY: replaced by the TLSConfig branch
+    tls: Annotated[TLSConfig | None, _NONE_FROM_TEXT] = None
+    """TLS for a stream server (:class:`~typedserve.tls.config.TLSConfig`); ``None`` (text:
+    ``none``) serves plain TCP or Unix streams."""
 
     # -- loaders ---------------------------------------------------------------------------
 
@@ -305,12 +276,12 @@ class ServerConfig(_Model, frozen=True):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise _config_error(exc, source) from None
+            raise config_error(exc, source) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ServerConfig:
         """Load a TOML file whose tables mirror the fields (``[address]``, ``[timeouts]``...)."""
-        return cls.from_data(_read_toml(Path(path)), source=str(path))
+        return cls.from_data(read_toml(Path(path)), source=str(path))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -323,7 +294,7 @@ class ServerConfig(_Model, frozen=True):
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ServerConfig:
         """A copy with dotted-path fields replaced (``{"address.port": 0}``), re-validated."""
-        data = _merge(self.model_dump(), dotted_layer(overrides))
+        data = merge(self.model_dump(), dotted_layer(overrides))
         return type(self).from_data(data, source="overrides")
 
     @classmethod
@@ -341,110 +312,13 @@ class ServerConfig(_Model, frozen=True):
         data: dict[str, Any] = {}
         sources = []
         if toml is not None:
-            data = _merge(data, _read_toml(Path(toml)))
+            data = merge(data, read_toml(Path(toml)))
             sources.append(str(toml))
         env = env_layer(os.environ if environ is None else environ)
         if env:
-            data = _merge(data, env)
+            data = merge(data, env)
             sources.append("env")
         if overrides:
-            data = _merge(data, dotted_layer(overrides))
+            data = merge(data, dotted_layer(overrides))
             sources.append("overrides")
         return cls.from_data(data, source=" < ".join(sources) or "defaults")
-
-
-# -- layering helpers ------------------------------------------------------------------------
-
-
-def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The nested layer described by ``TYPEDSERVE_*`` variables in ``environ``."""
-    flat = {
-        key[len(ENV_PREFIX) :].lower().replace("__", "."): value
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX)
-    }
-    return dotted_layer(flat)
-
-
-def dotted_layer(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn ``{"address.port": 1}`` into ``{"address": {"port": 1}}``."""
-    nested: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        *parents, leaf = dotted.split(".")
-        node = nested
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{dotted}: {part!r} is a value, not a table")
-            node = child
-        node[leaf] = value
-    return nested
-
-
-def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``layer`` over ``base``.
-
-    A layer that names a different address kind (by ``kind`` or by a key only that kind has,
-    such as ``path``) replaces the whole address, so that e.g. ``--unix PATH`` does not inherit
-    the TOML file's ``port``.
-    """
-    merged = dict(base)
-    for key, value in layer.items():
-        old = merged.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            kind = _layer_kind(value) if key == "address" else None
-            if kind is not None and kind != _address_kind(old):
-                merged[key] = dict(value)
-            else:
-                merged[key] = _merge(old, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _layer_kind(address: Mapping[str, Any]) -> str | None:
-    """The address kind a layer names, explicitly or by a kind-specific key; else ``None``."""
-    if "kind" in address:
-        return str(address["kind"])
-    for keys, kind in ((("path",), "unix"), (("fd",), "fd"), (("host", "port"), "inet")):
-        if any(k in address for k in keys):
-            return kind
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-class _Missing:
-    """The value shown for a required field that was not given (pydantic reports the parent)."""
-
-    def __repr__(self) -> str:
-        return "(not set)"
-
-
-_MISSING = _Missing()
-
-
-def _config_error(exc: ValidationError, source: str) -> ConfigError:
-    problems: list[tuple[str, object, str]] = []
-    for error in exc.errors(include_url=False):
-        # Drop the discriminator tag pydantic inserts into union paths ("address.unix.path").
-        loc = [str(part) for part in error["loc"]]
-        if len(loc) >= 2 and loc[0] == "address" and loc[1] in ("inet", "unix", "fd"):
-            del loc[1]
-        field = ".".join(loc) or "(top level)"
-        message = error["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        value = _MISSING if error["type"] == "missing" else error.get("input")
-        problems.append((field, value, message))
-    lines = [f"invalid server config ({source}):"]
-    lines += [f"  {field} = {value!r}: {rule}" for field, value, rule in problems]
-    return ConfigError("\n".join(lines), tuple(problems))

@@ -1,9 +1,6 @@
-"""``Server``: a config, a transport, a strategy and a handler, and their life cycle.
-
-The work is done by the pieces it wires together (see ARCHITECTURE.md): ``_serving`` (one
-request), ``_loop`` (the selector loop and drain), ``_server_host`` (the strategies' view) and
-``_lifecycle`` (the phase and its legal transitions).
-"""
+"""``Server``: a config, a transport, a strategy and a handler, and their life cycle; the work
+is done by ``_serving`` (one request), ``_loop`` (the selector loop, drains), ``_server_host``
+(the strategies' view) and ``_lifecycle`` (the phase). See ARCHITECTURE.md."""
 
 from __future__ import annotations
 
@@ -69,9 +66,6 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     handler's or a signal handler's included.
     """
 
-    # Async handlers pair with AsyncIO (not a ``Strategy``: no ``submit``), sync ones with others.
-    # The handler's context is covariant in its state, so a handler declared for an interface
-    # (``StreamHandler[Store]``) takes any implementation of it as ``state``.
     @overload
     def __init__(
         self: Server[StreamRequest[PeerT], None, AddrT, AsyncIO],
@@ -153,22 +147,17 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
     ) -> None:
         self.config = config
         self.transport: Transport[RequestT_co, AddressT_co] = transport
-        # The overloads made the strategy's type StrategyT (``Inline`` when none is given).
-        self.strategy: StrategyT_co = cast(
-            "StrategyT_co", Inline() if strategy is None else strategy
-        )
+        chosen = strategy or Inline()  # the overloads made its type StrategyT (Inline if none)
+        self.strategy: StrategyT_co = cast("StrategyT_co", chosen)
         self.state: StateT_co = state
         self._on_timeout = options.get("on_timeout")
         # Only a dispatching strategy runs on the server's loop; AsyncIO casts its factory back.
-        dispatch = self.strategy if isinstance(self.strategy, Strategy) else None
-        self._dispatch: Strategy | None = dispatch
+        self._dispatch: Strategy | None = chosen if isinstance(chosen, Strategy) else None
         counters = Counters(self.strategy.process_slots)
         serial = self._dispatch is not None and self._dispatch.serial
         factory = cast("HandlerFactory[RequestT_co, Any]", handler)
         opener = getattr(transport, "open_request", None)  # TLS: the handshake, off the loop
-        self._serving: Serving[RequestT_co] = Serving(
-            factory, config, options, counters, serial, opener
-        )
+        self._serving = Serving(factory, config, options, counters, serial, opener)
         self._host = ServerHost(self)
         self._life = Lifecycle()
         self._stop = StopSignal()
@@ -342,13 +331,20 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         """The transport's fd, for use with ``select`` alongside other servers."""
         return self.transport.fileno()
 
+    def reload_tls(self) -> bool:
+        """Re-read the TLS files (``TLSTransport.reload``; ``Prefork`` restarts its workers, which
+        keep their context); ``False``: no TLS, or the files did not load (logged; old kept)."""
+        if not getattr(self.transport, "reload", bool)():
+            return False
+        getattr(self.strategy, "restart_workers", bool)()
+        return True
+
     def stats(self) -> ServerStats:
         """A snapshot of the counters, summed over every process serving for this server."""
         totals = self._serving.counters.totals()
         return ServerStats.of(totals, truncated=self.transport.stats.truncated)
 
     def __repr__(self) -> str:
-        # An unbound transport has no address yet (``address`` raises).
         address = "(no address)" if self._life.phase is Phase.UNBOUND else repr(self.address)
-        parts = type(self.transport).__name__, address, type(self.strategy).__name__
-        return "<Server {} {} {} {}>".format(*parts, self._life.phase.value)
+        kinds = f"{type(self.transport).__name__} {address} {type(self.strategy).__name__}"
+        return f"<Server {kinds} {self._life.phase.value}>"

@@ -68,7 +68,7 @@ def make_server(
 ) -> Iterator[MakeServer]:
     """Build a server for a transport case with the case's strategy and the command handler.
 
-    Keyword arguments override config fields (``limits``, ``timeouts``, ``backlog``,
+    Keyword arguments override config fields (``limits``, ``timeouts``, ``backlog``, ``tls``,
     ``shutdown``), the handler (``handler=``, e.g. the case's ``framed_handler``) or the
     strategy (``strategy=``, an instance), or pass server options (``on_busy``). Servers still
     open at the end are closed before the leak check.
@@ -82,7 +82,9 @@ def make_server(
             else InetAddress()
         )
         config_fields = {
-            k: options.pop(k) for k in ("limits", "timeouts", "backlog", "shutdown") if k in options
+            k: options.pop(k)
+            for k in ("limits", "timeouts", "backlog", "shutdown", "tls")
+            if k in options
         }
         default_handler = (
             strategy_case.stream_handler

@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where handlers run (default: threads; asyncio for an async handler)",
     )
     serve.add_argument("--workers", type=int, metavar="N", help="size for pool/fork/prefork")
+    _add_tls_flags(serve)
     serve.set_defaults(command=commands.serve)
 
     demo = subcommands.add_parser("demo", help="run the embedded echo server on TCP and UDP")
@@ -111,3 +112,15 @@ def _add_address_flags(parser: argparse.ArgumentParser, *, unix: bool = True) ->
     parser.add_argument("--port", type=int, help="listen on this port (0: any free port)")
     if unix:
         parser.add_argument("--unix", metavar="PATH", help="listen on this Unix socket path")
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("TLS (the [tls] table of the config)")
+    tls.add_argument("--certfile", metavar="FILE", help="certificate chain (PEM): tls.certfile")
+    tls.add_argument("--keyfile", metavar="FILE", help="its private key (PEM): tls.keyfile")
+    tls.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates signed by these CAs (tls.client_ca, "
+        "tls.client_auth = required)",
+    )

@@ -24,6 +24,7 @@ from typedserve.cli.targets import (
 from typedserve.config import InetAddress, ServerConfig
 from typedserve.errors import ConfigError, TypedServeError
 from typedserve.server import Server
+from typedserve.tls.context import build_context
 from typedserve.transports import TCPTransport, UDPTransport
 
 __all__ = ["Rejected", "check_config", "demo", "serve"]
@@ -54,6 +55,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides["address.host"] = args.host
         if args.port is not None:
             overrides["address.port"] = args.port
+    return overrides | _tls_overrides(args)
+
+
+def _tls_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--certfile``, ``--keyfile`` and ``--client-ca`` (``serve`` only) as ``tls.*`` fields;
+    ``--client-ca`` also requires a client certificate."""
+    names = ("certfile", "keyfile", "client_ca")
+    given = {name: getattr(args, name, None) for name in names}
+    overrides = {f"tls.{name}": value for name, value in given.items() if value is not None}
+    if "tls.client_ca" in overrides:
+        overrides["tls.client_auth"] = "required"
     return overrides
 
 
@@ -66,6 +78,8 @@ def serve(args: argparse.Namespace) -> int:
     with _rejections():
         check_workers(args.workers)
         config = ServerConfig.load(toml=args.config, overrides=_overrides(args))
+        if config.tls is not None:  # read the certificates now: a bad one is exit 2, not a log
+            build_context(config.tls)
         target = import_target(args.target)
         shape = handler_shape(args.target, target) if isinstance(target, type) else None
         if shape is not None:

@@ -64,6 +64,7 @@ def _run_until_signal(servers: Sequence[AnyServer]) -> _Stop:
     primary, *others = servers
     stop = _Stop(servers)
     previous = {sig: signal.signal(sig, stop.on_signal) for sig in _STOP_SIGNALS}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: _reload_tls(servers))
     threads = [
         threading.Thread(target=stop.serve_other, args=(server,), name=f"typedserve-{index}")
         for index, server in enumerate(others, 1)
@@ -91,6 +92,17 @@ def _run_until_signal(servers: Sequence[AnyServer]) -> _Stop:
                 signal.signal(sig, handler)
             stop.release()
     return stop
+
+
+def _reload_tls(servers: Sequence[AnyServer]) -> None:
+    """SIGHUP: re-read every TLS server's certificate files, on a thread of its own (the
+    signal interrupts the main thread anywhere). A ``Prefork`` server's own SIGHUP handler,
+    installed while it supervises, also restarts its workers."""
+    threading.Thread(
+        target=lambda: [server.reload_tls() for server in servers],
+        name="typedserve-reload",
+        daemon=True,
+    ).start()
 
 
 def serve_until_signal(servers: Sequence[AnyServer]) -> int:

@@ -40,6 +40,7 @@ from typedserve.transports import (
     UnixDatagramTransport,
     UnixStreamTransport,
 )
+from typedserve.transports.tls import TLSTransport
 
 if typing.TYPE_CHECKING:
     from typedserve.strategies.aio import AsyncIO
@@ -254,6 +255,10 @@ def server_for_handler(
             f"be served on a {type(transport).__name__} ({_where(config)}), whose addresses "
             f"are {_address_name(given)}"
         )
+    if config.tls is not None:  # after the address check: TLS keeps the inner addresses
+        if datagram:
+            raise TypedServeError(f"{args.target} serves datagrams: TLS needs a stream (no DTLS)")
+        transport = TLSTransport(transport)
     handler: Any = shape.cls  # the checks above made the pairing the overloads require
     server: AnyServer = Server(
         config=config, transport=transport, handler=handler, strategy=strategy
@@ -431,6 +436,12 @@ def server_from_factory(
     if not isinstance(made, Server):
         raise TypedServeError(f"{spec}(config) returned {made!r}, not a typedserve Server")
     server: AnyServer = made
+    if config.tls is not None and not isinstance(server.transport, TLSTransport):
+        kind = type(server.transport).__name__
+        raise TypedServeError(
+            f"the config has a [tls] table but {spec}(config) built a {kind}: wrap it in a "
+            "TLSTransport, or drop the table"
+        )
     server.bind()  # a factory may build it with bind=False
     return server
 

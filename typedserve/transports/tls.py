@@ -24,6 +24,7 @@ follow a handshake, on the loop thread; it gets a clean close.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 import time
@@ -38,6 +39,8 @@ from typedserve.transports.base import TransportStats
 from typedserve.transports.stream import StreamTransport
 
 __all__ = ["TLSStreamRequest", "TLSTransport"]
+
+logger = logging.getLogger("typedserve.server")
 
 # The plain socket calls: SSLSocket.shutdown also drops its TLS state, SSLSocket.recv decrypts.
 _shutdown = socket.socket.shutdown
@@ -252,6 +255,7 @@ class TLSTransport(Generic[AddrT_co]):
         if source is None or not source.reload():
             return False
         self._context = _record_server_name(source.context)
+        logger.info("TLS on %s: certificate files reloaded", self.address)
         return True
 
     def close(self) -> None:

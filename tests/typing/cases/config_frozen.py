@@ -6,6 +6,7 @@ Every config model is assigned to once (``test_config_typing`` checks the list i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import assert_type
 
 from typedserve import (
@@ -15,8 +16,10 @@ from typedserve import (
     ServerConfig,
     ShutdownConfig,
     Timeouts,
+    TLSConfig,
     UnixAddress,
 )
+from typedserve.tls.config import CertKeyPair
 
 config = ServerConfig()
 assert_type(config.backlog, int)
@@ -26,6 +29,10 @@ copied = config.model_copy(update={"backlog": 3})  # the supported way to change
 assert_type(copied, ServerConfig)
 unix = UnixAddress(path="/tmp/x.sock", mode=0o660)
 assert_type(unix.mode, int | None)
+tls = TLSConfig(certfile=Path("server.pem"), sni={"a.example": CertKeyPair(certfile=Path("a.pem"))})
+assert_type(tls.keyfile, Path | None)
+assert_type(config.tls, TLSConfig | None)
+assert_type(config.timeouts.handshake, float | None)
 
 config.backlog = 3  # E: misc: Property "backlog" defined in "ServerConfig" is read-only
 config.timeouts.idle = 1.0  # E: misc: Property "idle" defined in "Timeouts" is read-only
@@ -37,3 +44,5 @@ FDAddress(fd=3).fd = 4  # E: misc: Property "fd" defined in "FDAddress" is read-
 Timeouts().poll = 1.0  # E: misc: Property "poll" defined in "Timeouts" is read-only
 Limits().overload = "reject"  # E: misc: Property "overload" defined in "Limits" is read-only
 ShutdownConfig().grace = 1.0  # E: misc: Property "grace" defined in "ShutdownConfig" is read-only
+tls.alpn = ("h2",)  # E: misc: Property "alpn" defined in "TLSConfig" is read-only
+tls.sni["a.example"].keyfile = None  # E: misc: Property "keyfile" defined in "CertKeyPair" is read-only

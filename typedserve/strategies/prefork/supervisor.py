@@ -179,6 +179,10 @@ class Supervisor:
                 logger.warning("prefork supervisor: ignoring wake-up %r", wakeup.line)
         if Wakeup.RESTART in wakeups and not self._stop_sent:
             logger.info("rolling restart of %d worker(s)", len(self._live))
+            # New workers fork with the transport as it is here: re-read its files (TLS).
+            reload = getattr(self._host.transport, "reload", None) if self._host else None
+            if reload is not None:
+                reload()
             for worker in [w for w in self._live.values() if not w.stopping]:
                 self._spawn(replaces=worker)
 
