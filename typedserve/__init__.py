@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         BindError,
         ConfigError,
         FramingError,
+        HandshakeError,
         ServerClosedError,
         ServerStateError,
         StateError,
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from typedserve.strategies.base import LoopOwner
     from typedserve.tls.config import TLSConfig
     from typedserve.tls.context import build_context
+    from typedserve.tls.info import PeerCertificate, TLSInfo
     from typedserve.transports import (
         TCPTransport,
         Transport,
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
         UnixDatagramTransport,
         UnixStreamTransport,
     )
+    from typedserve.transports.tls import TLSStreamRequest, TLSTransport
 
 __version__ = "0.1.0"
 
@@ -123,6 +126,11 @@ _EXPORTS: dict[str, str] = {
     "FDAddress": "typedserve.config",
     "ForkPerRequest": "typedserve.strategies",
     "FramingError": "typedserve.errors",
+    "HandshakeError": "typedserve.errors",
+    "PeerCertificate": "typedserve.tls.info",
+    "TLSInfo": "typedserve.tls.info",
+    "TLSStreamRequest": "typedserve.transports.tls",
+    "TLSTransport": "typedserve.transports.tls",
     "Handler": "typedserve.handlers",
     "HandlerFactory": "typedserve.handlers",
     "Host": "typedserve.host",
@@ -191,6 +199,7 @@ __all__ = [
     "FramingError",
     "Handler",
     "HandlerFactory",
+    "HandshakeError",
     "Host",
     "IPv4SockAddr",
     "IPv6SockAddr",
@@ -201,6 +210,7 @@ __all__ = [
     "LoopHost",
     "LoopOwner",
     "PeerAddress",
+    "PeerCertificate",
     "Prefork",
     "Request",
     "Server",
@@ -218,6 +228,9 @@ __all__ = [
     "StreamRequest",
     "TCPTransport",
     "TLSConfig",
+    "TLSInfo",
+    "TLSStreamRequest",
+    "TLSTransport",
     "ThreadPerRequest",
     "ThreadPool",
     "Timeouts",

@@ -11,6 +11,7 @@ Each class also keeps the builtin base that code written for the stdlib already 
     +-- StrategyMismatchError (TypeError)    the strategy cannot serve that handler or call
     +-- BindError (OSError)                  the listening endpoint cannot be created or bound
     +-- UnsupportedPlatformError (OSError)   the OS or Python lacks a feature (os.pidfd_open)
+    +-- HandshakeError (OSError)             a client's TLS handshake failed or timed out
     `-- StateError (RuntimeError)            an object is used out of order (a framer fed after EOF)
         +-- ServerStateError                 the server's phase forbids the call (serving twice)
         `-- ServerClosedError                the server, transport or strategy is closed or unbound
