@@ -140,6 +140,26 @@ def ensure_uvloop() -> bool:
     return probe.returncode == 0
 
 
+def ensure_matplotlib() -> bool:
+    """Whether matplotlib (for the charts) is importable, installing it with pip into this
+    interpreter if needed, as for uvloop: a bench-only dependency."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    log("matplotlib is missing (charts): pip install matplotlib")
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "matplotlib"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    importlib.invalidate_caches()
+    probe = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True)
+    return probe.returncode == 0
+
+
 def raise_nofile() -> None:
     """Raise the soft RLIMIT_NOFILE to the hard limit; children (servers, generator) inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1143,6 +1163,92 @@ def machine_description() -> list[str]:
     ]
 
 
+CEILING = "c-epoll"
+
+
+def slug(name: str) -> str:
+    """A scenario name as a file name part: ``echo 64B x1`` -> ``echo-64B-x1``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "scenario"
+
+
+def write_charts(results: Sequence[Result], prefix: str) -> list[Path]:
+    """One SVG per scenario that ran (``RESULTS/<prefix><scenario>.svg``), drawn by
+    ``charts.py`` in a subprocess; on any failure, a note and no charts (never an error)."""
+    charts: list[dict[str, Any]] = []
+    for scenario in SCENARIOS:
+        rows = [r for r in results if r.scenario.name == scenario.name and r.values]
+        if not rows:
+            continue
+        charts.append(
+            {
+                "file": f"{prefix}{slug(scenario.name)}.svg",
+                "scenario": scenario.name,
+                "metric": scenario.metric,
+                "higher_better": scenario.higher_better,
+                "baseline": scenario.baseline,
+                "ceiling": CEILING,
+                "rows": [
+                    {
+                        "name": r.server,
+                        "median": r.median,
+                        "min": min(r.values),
+                        "max": max(r.values),
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    if not charts:
+        return []
+    spec = json.dumps({"out_dir": str(RESULTS), "charts": charts})
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / "charts.py")],
+            input=spec,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        print(f"charts skipped: {exc}")
+        return []
+    if done.returncode != 0:
+        print(f"charts skipped: charts.py failed: {(done.stderr.strip() or '?').splitlines()[-1]}")
+        return []
+    return [Path(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def git_commit() -> str:
+    """``commit <short hash>`` of the checkout, ``+ local changes`` when it has some."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        ).stdout.strip()
+    except OSError:
+        return "commit unknown"
+    return f"commit {head or 'unknown'}" + (" + local changes" if dirty else "")
+
+
+def chart_links(charts: Sequence[Path]) -> list[str]:
+    """Markdown images of ``charts`` (paths relative to the results folder)."""
+    if not charts:
+        return []
+    out = [
+        "## Charts",
+        "",
+        "Ratio to each scenario's stdlib baseline, log axis (see `benchmarks/README.md`).",
+        "",
+    ]
+    out += [f"![{chart.stem}]({chart.name})" for chart in charts]
+    return [*out, ""]
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -1222,7 +1328,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per run (default 1.5, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--no-charts", action="store_true", help="do not write (or install matplotlib for) charts"
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="also write results/snapshot-NAME.md and snapshot-NAME-<scenario>.svg (committed)",
+    )
     args = parser.parse_args(argv)
+    snapshot: str | None = args.snapshot
+    if snapshot is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", snapshot):
+        parser.error("--snapshot NAME: letters, digits, '.', '_' and '-' only")
     only = [p for item in args.only for p in item.split(",") if p]
     quick: bool = args.quick
     cfg = Settings(
@@ -1245,6 +1362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_c()
     raise_nofile()
     uvloop_ok = ensure_uvloop()
+    charts_ok = not args.no_charts and ensure_matplotlib()
     strategies, ts_note = typedserve_strategies()
     http_jobs = ("stdlib http.server", "typedserve.compat http.server")
     # Installing wrk (apt-get) only pays off when an http.server row will run.
@@ -1307,12 +1425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 skip("typedserve.compat http.server", "typedserve.compat not importable")
         elif scenario.kind in STARTUP_KINDS:
             group = STARTUP_KINDS[scenario.kind]
-            rows = IMPORT_ROWS if group == "import" else READY_ROWS
-            jobs = [(name, group) for name in rows]
+            group_rows: tuple[str, ...] = IMPORT_ROWS if group == "import" else READY_ROWS
+            jobs = [(name, group) for name in group_rows]
             # A group's rows are measured once, for its time and its RSS scenario alike.
             wanted = [
                 name
-                for name in rows
+                for name in group_rows
                 if name not in startup
                 and any(
                     selected(only, other.name, name)
@@ -1362,30 +1480,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: the CPUs were {busy:.0f}% busy before the run; numbers are noisy")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    md = [
-        "# typedserve benchmarks: latest run",
-        "",
-        f"- date: {stamp}",
-        *machine_description(),
-        f"- command: `{command}`",
-        f"- settings: {cfg.duration:g} s per run, {cfg.repeats} repeat(s),"
-        f" warm-up {cfg.warmup:g} s,"
-        f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
-        f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
-        f"- total wall time: {wall:.0f} s",
-        f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
-        f" numbers are noisy); load average (1/5/15 min) before {load_before},"
-        f" after {load_after}",
-        "",
-        "How to read this table: see `benchmarks/README.md`.",
-        "",
-        render_markdown(rows),
-        "",
-    ]
-    if skipped:
-        md += ["Skipped:", "", *(f"- {s}" for s in skipped), ""]
-    (RESULTS / "latest.md").write_text("\n".join(md))
+    # Charts are generated like latest.md: the previous run's go, those of this run replace them.
+    for old in RESULTS.glob("chart-*.svg"):
+        old.unlink()
+    charts: list[Path] = []
+    if charts_ok:
+        charts = write_charts(results, "chart-")
+        log(f"wrote {len(charts)} chart(s): {RESULTS.relative_to(REPO)}/chart-*.svg")
+    elif not args.no_charts:
+        print("charts skipped: matplotlib could not be installed")
+
+    def report(title: str, links: Sequence[Path]) -> str:
+        md = [
+            f"# typedserve benchmarks: {title}",
+            "",
+            f"- date: {stamp}",
+            *machine_description(),
+            f"- command: `{command}`",
+            f"- settings: {cfg.duration:g} s per run, {cfg.repeats} repeat(s),"
+            f" warm-up {cfg.warmup:g} s,"
+            f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
+            f" {cfg.startup_samples} interpreters per startup row,"
+            f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
+            f"- total wall time: {wall:.0f} s",
+            f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
+            f" numbers are noisy); load average (1/5/15 min) before {load_before},"
+            f" after {load_after}",
+            "",
+            "How to read this table: see `benchmarks/README.md`.",
+            "",
+            render_markdown(rows),
+            "",
+        ]
+        if skipped:
+            md += ["Skipped:", "", *(f"- {s}" for s in skipped), ""]
+        md += chart_links(links)
+        return "\n".join(md)
+
+    (RESULTS / "latest.md").write_text(report("latest run", charts))
     log(f"wrote {(RESULTS / 'latest.md').relative_to(REPO)}")
+    if snapshot is not None:
+        copies = []
+        for chart in charts:
+            copy = RESULTS / f"snapshot-{snapshot}-{chart.name.removeprefix('chart-')}"
+            shutil.copyfile(chart, copy)
+            copies.append(copy)
+        path = RESULTS / f"snapshot-{snapshot}.md"
+        path.write_text(report(f"snapshot {snapshot} ({git_commit()})", copies))
+        log(f"wrote {path.relative_to(REPO)} and {len(copies)} chart(s) (commit them)")
     return 0
 
 
