@@ -23,6 +23,7 @@ import selectors
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,21 @@ SLOW_TIMEOUT = 2.0
 SLOW_BUDGET = 20.0
 SERVER_CPU = "0"
 GEN_CPU = "1"
+
+# The startup group: fresh interpreters (the running one, ``sys.executable``), pinned to the
+# server's CPU, interleaved row by row so that drift in the machine's load hits every row alike.
+IMPORT_BASELINE = "import socketserver"
+IMPORT_ROWS = (
+    IMPORT_BASELINE,
+    "import typedserve.compat",
+    "import typedserve",
+    "import typedserve; typedserve.Server",  # the first touch of a lazy export
+    "import asyncio",
+)
+READY_BASELINE = "stdlib-ThreadingTCPServer script"
+READY_TARGET = "examples.echo_server:LineEcho"
+READY_ROWS = (READY_BASELINE, f"typedserve serve {READY_TARGET}")
+READY_BANNER = re.compile(r"serving TCP on 127\.0\.0\.1:(\d+)")
 
 
 def log(message: str) -> None:
@@ -121,6 +137,26 @@ def ensure_uvloop() -> bool:
         return False
     importlib.invalidate_caches()
     probe = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True)
+    return probe.returncode == 0
+
+
+def ensure_matplotlib() -> bool:
+    """Whether matplotlib (for the charts) is importable, installing it with pip into this
+    interpreter if needed, as for uvloop: a bench-only dependency."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    log("matplotlib is missing (charts): pip install matplotlib")
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "matplotlib"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    importlib.invalidate_caches()
+    probe = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -286,7 +322,30 @@ SCENARIOS: tuple[Scenario, ...] = (
         "shutdown()", "shutdown", baseline="stdlib-TCPServer", metric="ms", higher_better=False
     ),
     Scenario("http.server", "http", baseline="stdlib http.server"),
+    Scenario(
+        "startup import", "import", baseline=IMPORT_BASELINE, metric="ms", higher_better=False
+    ),
+    Scenario(
+        "startup import RSS",
+        "import-rss",
+        baseline=IMPORT_BASELINE,
+        metric="MB",
+        higher_better=False,
+    ),
+    Scenario(
+        "startup serve-ready", "ready", baseline=READY_BASELINE, metric="ms", higher_better=False
+    ),
+    Scenario(
+        "startup serve-ready RSS",
+        "ready-rss",
+        baseline=READY_BASELINE,
+        metric="MB",
+        higher_better=False,
+    ),
 )
+STARTUP_KINDS = {"import": "import", "import-rss": "import", "ready": "ready", "ready-rss": "ready"}
+"""Startup scenario kind -> its group: a group's rows are measured once, in the same fresh
+interpreters, for the time scenario and the RSS scenario."""
 
 
 # ----------------------------------------------------------------------------- processes
@@ -433,6 +492,7 @@ class Settings:
     warmup: float
     shutdown_samples: int
     wrk_seconds: int
+    startup_samples: int
     pin: bool
 
 
@@ -709,6 +769,233 @@ def measure_http(scenario: Scenario, mode: str, wrk: str, cfg: Settings) -> Resu
     return result
 
 
+# ----------------------------------------------------------------------------- startup
+
+
+@dataclass
+class StartupRow:
+    """The samples of one startup row, one fresh interpreter each (warm-up excluded), and the
+    CPU totals over its spawns: run.py itself, the child, and the rest of the machine."""
+
+    name: str
+    ms: list[float] = field(default_factory=list)  # the figure: import time or spawn-to-ready
+    rss_mb: list[float] = field(default_factory=list)  # the child's peak RSS
+    base_mb: list[float] = field(default_factory=list)  # import: peak RSS before the import
+    modules: list[int] = field(default_factory=list)  # import: modules the statement added
+    wall_ms: list[float] = field(default_factory=list)  # import: spawn-to-exit (parent)
+    stop_ms: list[float] = field(default_factory=list)  # ready: SIGTERM to exit
+    errors: int = 0
+    failure: str = ""
+    wall_s: float = 0.0
+    self_cpu_s: float = 0.0
+    child_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child is killed if run.py dies (``PR_SET_PDEATHSIG``), so a server
+    that does not watch its stdin (``typedserve serve``) never outlives the run."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def accounted(row: StartupRow) -> Iterator[None]:
+    """Add the wall time and CPU split of one spawn (to its reaping) to ``row``'s totals."""
+    wall0, self0, kids0, all0 = time.monotonic(), self_cpu(), children_cpu(), machine_busy_seconds()
+    try:
+        yield
+    finally:
+        own, kids = self_cpu() - self0, children_cpu() - kids0
+        row.wall_s += time.monotonic() - wall0
+        row.self_cpu_s += own
+        row.child_cpu_s += kids
+        # Signed: /proc/stat counts clock ticks, coarse for one spawn; clamped over the row.
+        row.other_cpu_s += machine_busy_seconds() - all0 - own - kids
+
+
+def spawn_import(row: StartupRow, cfg: Settings, keep: bool) -> None:
+    """One fresh interpreter runs ``import_cost.py STATEMENT``; its figures go to ``row``."""
+    argv = pinned(SERVER_CPU, [sys.executable, str(HERE / "import_cost.py"), row.name], cfg.pin)
+    with accounted(row):
+        start = time.perf_counter()
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, cwd=REPO, preexec_fn=die_with_parent
+        )
+        wall = time.perf_counter() - start
+    fields = done.stdout.split()
+    if done.returncode != 0 or len(fields) != 5:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise RuntimeError(last)
+    if not keep:
+        return
+    ms, rss_before, rss_after, modules_before, modules_after = fields
+    row.ms.append(float(ms))
+    row.base_mb.append(int(rss_before) / 1024)
+    row.rss_mb.append(int(rss_after) / 1024)
+    row.modules.append(int(modules_after) - int(modules_before))
+    row.wall_ms.append(wall * 1000)
+
+
+def ready_argv(name: str) -> list[str]:
+    """The command of a serve-ready row: the stdlib script, or the ``typedserve`` console
+    script next to this interpreter (``-m typedserve`` if it has none)."""
+    if name == READY_BASELINE:
+        return [sys.executable, str(HERE / "stdlib_serve.py")]
+    script = Path(sys.executable).parent / "typedserve"
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "typedserve"]
+    return [*cli, "serve", READY_TARGET, "--host", "127.0.0.1", "--port", "0"]
+
+
+def read_until(
+    fd: int, pattern: re.Pattern[str], timeout: float
+) -> tuple[re.Match[str] | None, str]:
+    """Read ``fd`` (a pipe) until its text matches ``pattern``, EOF or ``timeout`` seconds."""
+    text = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            text += chunk
+            match = pattern.search(text.decode(errors="replace"))
+            if match:
+                return match, text.decode(errors="replace")
+    return None, text.decode(errors="replace")
+
+
+def echo_line(port: int) -> bool:
+    """Whether the server at ``port`` echoes one line (within 5 s)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"ping\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                got += chunk
+            return got == b"ping\n"
+    except OSError:
+        return False
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """The peak RSS (``VmHWM``) of ``pid`` so far, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def spawn_ready(row: StartupRow, cfg: Settings, keep: bool) -> None:
+    """Start a serve-ready row's server; time spawn to its ``serving TCP on ...`` line, read its
+    peak RSS, check it echoes a line, then SIGTERM it and time its exit; always reap it."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"startup-{re.sub(r'[^A-Za-z0-9_.-]+', '_', row.name)}.log"
+    with accounted(row):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            pinned(SERVER_CPU, ready_argv(row.name), cfg.pin),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            assert proc.stderr is not None
+            fd = proc.stderr.fileno()
+            match, text = read_until(fd, READY_BANNER, 30.0)
+            ready = time.perf_counter() - start
+            if match is None:
+                with log_path.open("a") as out:
+                    out.write(text)
+                raise RuntimeError(f"no 'serving TCP on' line (see {log_path.relative_to(REPO)})")
+            hwm = vm_hwm_mib(proc.pid)
+            echoed = echo_line(int(match.group(1)))
+            stopping = time.perf_counter()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                status: int | None = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                status = None
+            stopped = time.perf_counter() - stopping
+            _, rest = read_until(fd, re.compile(r"(?!)"), 1.0 if status is not None else 0.0)
+        finally:
+            stop_process(proc)
+    if keep:
+        row.ms.append(ready * 1000)
+        row.rss_mb.append(hwm)
+        row.stop_ms.append(stopped * 1000)
+    if not echoed or status not in (0, -signal.SIGTERM):
+        row.errors += 1
+        with log_path.open("a") as out:
+            out.write(f"--- echo ok: {echoed}; exit status after SIGTERM: {status}\n{text}{rest}")
+
+
+def measure_startup(group: str, names: Sequence[str], cfg: Settings) -> dict[str, StartupRow]:
+    """Measure the rows ``names`` of ``group`` (``import`` or ``ready``): one warm-up spawn each
+    (writes bytecode caches, warms the page cache; discarded), then ``cfg.startup_samples``
+    rounds, each spawning every row once in turn. A row that fails stops being spawned."""
+    rows = {name: StartupRow(name) for name in names}
+    spawn = spawn_import if group == "import" else spawn_ready
+    for sample in range(cfg.startup_samples + 1):
+        for row in rows.values():
+            if row.failure:
+                continue
+            try:
+                spawn(row, cfg, keep=sample > 0)
+            except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+                log(f"    {row.name}: failed: {exc}")
+                row.failure = str(exc)
+    return rows
+
+
+def startup_result(scenario: Scenario, row: StartupRow) -> Result:
+    """The table row of ``row`` for ``scenario``: its time or its peak RSS."""
+    result = Result(scenario, row.name)
+    if row.failure:
+        result.note = f"FAILED: {row.failure[:80]}"
+        return result
+    rss = scenario.kind.endswith("-rss")
+    result.values = list(row.rss_mb if rss else row.ms)
+    result.errors = row.errors
+    if row.wall_s > 0:
+        result.gen_cpu.append(100.0 * row.self_cpu_s / row.wall_s)
+        result.srv_cpu.append(100.0 * row.child_cpu_s / row.wall_s)
+        result.other_cpu.append(max(0.0, 100.0 * row.other_cpu_s / row.wall_s))
+    n = len(result.values)
+    if scenario.kind == "import":
+        result.note = (
+            f"{n} interpreters; +{statistics.median(row.modules):.0f} modules;"
+            f" spawn-to-exit {statistics.median(row.wall_ms):.0f} ms (parent)"
+        )
+    elif scenario.kind == "import-rss":
+        growth = statistics.median(a - b for a, b in zip(row.rss_mb, row.base_mb, strict=True))
+        result.note = (
+            f"{n} interpreters; peak RSS after the import,"
+            f" +{growth:.1f} MB over {statistics.median(row.base_mb):.1f} MB before it"
+        )
+    elif scenario.kind == "ready":
+        result.note = f"{n} starts; SIGTERM to exit {statistics.median(row.stop_ms):.0f} ms" + (
+            f"; {row.errors} without echo or clean exit" if row.errors else ""
+        )
+    else:
+        result.note = f"{n} starts; peak RSS (VmHWM) when ready"
+    return result
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -876,6 +1163,92 @@ def machine_description() -> list[str]:
     ]
 
 
+CEILING = "c-epoll"
+
+
+def slug(name: str) -> str:
+    """A scenario name as a file name part: ``echo 64B x1`` -> ``echo-64B-x1``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "scenario"
+
+
+def write_charts(results: Sequence[Result], prefix: str) -> list[Path]:
+    """One SVG per scenario that ran (``RESULTS/<prefix><scenario>.svg``), drawn by
+    ``charts.py`` in a subprocess; on any failure, a note and no charts (never an error)."""
+    charts: list[dict[str, Any]] = []
+    for scenario in SCENARIOS:
+        rows = [r for r in results if r.scenario.name == scenario.name and r.values]
+        if not rows:
+            continue
+        charts.append(
+            {
+                "file": f"{prefix}{slug(scenario.name)}.svg",
+                "scenario": scenario.name,
+                "metric": scenario.metric,
+                "higher_better": scenario.higher_better,
+                "baseline": scenario.baseline,
+                "ceiling": CEILING,
+                "rows": [
+                    {
+                        "name": r.server,
+                        "median": r.median,
+                        "min": min(r.values),
+                        "max": max(r.values),
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    if not charts:
+        return []
+    spec = json.dumps({"out_dir": str(RESULTS), "charts": charts})
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / "charts.py")],
+            input=spec,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        print(f"charts skipped: {exc}")
+        return []
+    if done.returncode != 0:
+        print(f"charts skipped: charts.py failed: {(done.stderr.strip() or '?').splitlines()[-1]}")
+        return []
+    return [Path(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def git_commit() -> str:
+    """``commit <short hash>`` of the checkout, ``+ local changes`` when it has some."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        ).stdout.strip()
+    except OSError:
+        return "commit unknown"
+    return f"commit {head or 'unknown'}" + (" + local changes" if dirty else "")
+
+
+def chart_links(charts: Sequence[Path]) -> list[str]:
+    """Markdown images of ``charts`` (paths relative to the results folder)."""
+    if not charts:
+        return []
+    out = [
+        "## Charts",
+        "",
+        "Ratio to each scenario's stdlib baseline, log axis (see `benchmarks/README.md`).",
+        "",
+    ]
+    out += [f"![{chart.stem}]({chart.name})" for chart in charts]
+    return [*out, ""]
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -955,7 +1328,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per run (default 1.5, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--no-charts", action="store_true", help="do not write (or install matplotlib for) charts"
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="also write results/snapshot-NAME.md and snapshot-NAME-<scenario>.svg (committed)",
+    )
     args = parser.parse_args(argv)
+    snapshot: str | None = args.snapshot
+    if snapshot is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", snapshot):
+        parser.error("--snapshot NAME: letters, digits, '.', '_' and '-' only")
     only = [p for item in args.only for p in item.split(",") if p]
     quick: bool = args.quick
     cfg = Settings(
@@ -964,6 +1348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=0.0 if quick else 0.2,
         shutdown_samples=5 if quick else 20,
         wrk_seconds=1 if quick else 3,
+        startup_samples=5 if quick else 20,
         pin=not args.no_pin and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2,
     )
     load_before = load_average()
@@ -977,6 +1362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_c()
     raise_nofile()
     uvloop_ok = ensure_uvloop()
+    charts_ok = not args.no_charts and ensure_matplotlib()
     strategies, ts_note = typedserve_strategies()
     http_jobs = ("stdlib http.server", "typedserve.compat http.server")
     # Installing wrk (apt-get) only pays off when an http.server row will run.
@@ -997,6 +1383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"servers: {', '.join(s.name for s in servers)}")
 
     results: list[Result] = []
+    startup: dict[str, StartupRow] = {}
     for scenario in SCENARIOS:
         jobs: list[tuple[str, Any]] = []
 
@@ -1036,8 +1423,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs.append(("typedserve.compat http.server", "compat"))
             else:
                 skip("typedserve.compat http.server", "typedserve.compat not importable")
+        elif scenario.kind in STARTUP_KINDS:
+            group = STARTUP_KINDS[scenario.kind]
+            group_rows: tuple[str, ...] = IMPORT_ROWS if group == "import" else READY_ROWS
+            jobs = [(name, group) for name in group_rows]
+            # A group's rows are measured once, for its time and its RSS scenario alike.
+            wanted = [
+                name
+                for name in group_rows
+                if name not in startup
+                and any(
+                    selected(only, other.name, name)
+                    for other in SCENARIOS
+                    if STARTUP_KINDS.get(other.kind) == group
+                )
+            ]
+            if wanted:
+                log(
+                    f"[{time.monotonic() - started_at:6.1f}s] startup {group}:"
+                    f" {cfg.startup_samples} rounds of {', '.join(wanted)}"
+                )
+                startup.update(measure_startup(group, wanted, cfg))
         for name, job in jobs:
             if not selected(only, scenario.name, name):
+                continue
+            if scenario.kind in STARTUP_KINDS:
+                results.append(startup_result(scenario, startup[name]))
                 continue
             log(f"[{time.monotonic() - started_at:6.1f}s] {scenario.name} / {name}")
             try:
@@ -1069,30 +1480,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: the CPUs were {busy:.0f}% busy before the run; numbers are noisy")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    md = [
-        "# typedserve benchmarks: latest run",
-        "",
-        f"- date: {stamp}",
-        *machine_description(),
-        f"- command: `{command}`",
-        f"- settings: {cfg.duration:g} s per run, {cfg.repeats} repeat(s),"
-        f" warm-up {cfg.warmup:g} s,"
-        f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
-        f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
-        f"- total wall time: {wall:.0f} s",
-        f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
-        f" numbers are noisy); load average (1/5/15 min) before {load_before},"
-        f" after {load_after}",
-        "",
-        "How to read this table: see `benchmarks/README.md`.",
-        "",
-        render_markdown(rows),
-        "",
-    ]
-    if skipped:
-        md += ["Skipped:", "", *(f"- {s}" for s in skipped), ""]
-    (RESULTS / "latest.md").write_text("\n".join(md))
+    # Charts are generated like latest.md: the previous run's go, those of this run replace them.
+    for old in RESULTS.glob("chart-*.svg"):
+        old.unlink()
+    charts: list[Path] = []
+    if charts_ok:
+        charts = write_charts(results, "chart-")
+        log(f"wrote {len(charts)} chart(s): {RESULTS.relative_to(REPO)}/chart-*.svg")
+    elif not args.no_charts:
+        print("charts skipped: matplotlib could not be installed")
+
+    def report(title: str, links: Sequence[Path]) -> str:
+        md = [
+            f"# typedserve benchmarks: {title}",
+            "",
+            f"- date: {stamp}",
+            *machine_description(),
+            f"- command: `{command}`",
+            f"- settings: {cfg.duration:g} s per run, {cfg.repeats} repeat(s),"
+            f" warm-up {cfg.warmup:g} s,"
+            f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
+            f" {cfg.startup_samples} interpreters per startup row,"
+            f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
+            f"- total wall time: {wall:.0f} s",
+            f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
+            f" numbers are noisy); load average (1/5/15 min) before {load_before},"
+            f" after {load_after}",
+            "",
+            "How to read this table: see `benchmarks/README.md`.",
+            "",
+            render_markdown(rows),
+            "",
+        ]
+        if skipped:
+            md += ["Skipped:", "", *(f"- {s}" for s in skipped), ""]
+        md += chart_links(links)
+        return "\n".join(md)
+
+    (RESULTS / "latest.md").write_text(report("latest run", charts))
     log(f"wrote {(RESULTS / 'latest.md').relative_to(REPO)}")
+    if snapshot is not None:
+        copies = []
+        for chart in charts:
+            copy = RESULTS / f"snapshot-{snapshot}-{chart.name.removeprefix('chart-')}"
+            shutil.copyfile(chart, copy)
+            copies.append(copy)
+        path = RESULTS / f"snapshot-{snapshot}.md"
+        path.write_text(report(f"snapshot {snapshot} ({git_commit()})", copies))
+        log(f"wrote {path.relative_to(REPO)} and {len(copies)} chart(s) (commit them)")
     return 0
 
 
