@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -53,6 +55,36 @@ def test_demo_answers_tcp_and_udp_then_stops_cleanly(
     status, output = demo.stop(sig)
     assert status == 0, output
     assert "typedserve: stopped" in output
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is installed by .ci/run")
+def test_demo_with_tls_makes_a_certificate_and_echoes_over_tls(
+    launch: Callable[..., Running],
+) -> None:
+    """``demo --tls`` prints the s_client line with the certificate it made; a client that
+    trusts that certificate (hostname checked: 127.0.0.1) gets its lines back; UDP stays plain;
+    the certificate is removed on exit."""
+    demo = launch(
+        "-m",
+        "typedserve",
+        "demo",
+        "--tls",
+        "--port",
+        "0",
+        port_pattern=r"openssl s_client -connect \S+:(\d+) -CAfile \S+ [\s\S]*Press Ctrl-C to stop",
+    )
+    match = re.search(r"-CAfile (\S+)", demo.banner)
+    assert match is not None
+    cafile = Path(match[1])
+    context = ssl.create_default_context(cafile=str(cafile))
+    raw = socket.create_connection(("127.0.0.1", demo.port), timeout=10)
+    with raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+        conn.sendall(b"over tls\n")
+        assert conn.recv(100) == b"over tls\n"
+    assert _udp_roundtrip(demo.port, b"ping") == b"ping"
+    status, output = demo.stop(signal.SIGTERM)
+    assert status == 0, output
+    assert not cafile.exists()
 
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat is installed by .ci/run")

@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = subcommands.add_parser("demo", help="run the embedded echo server on TCP and UDP")
     _add_address_flags(demo, unix=False)
+    demo.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve TLS on TCP, with a self-signed certificate for 127.0.0.1 and localhost made "
+        "at start by the openssl command (UDP stays plain)",
+    )
     demo.set_defaults(command=commands.demo)
 
     check = subcommands.add_parser("check-config", help="validate a TOML config file")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from typedserve.cli.demo_tls import self_signed
 from typedserve.cli.stopping import format_address, serve_until_signal
 from typedserve.cli.targets import (
     check_workers,
@@ -26,6 +29,7 @@ from typedserve.errors import ConfigError, TypedServeError
 from typedserve.server import Server
 from typedserve.tls.context import build_context
 from typedserve.transports import TCPTransport, UDPTransport
+from typedserve.transports.tls import TLSTransport
 
 __all__ = ["Rejected", "check_config", "demo", "serve"]
 
@@ -93,29 +97,49 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """``typedserve demo``: the embedded echo server on TCP and UDP (one port), until a signal."""
+    """``typedserve demo``: the embedded echo server on TCP and UDP (one port), until a signal;
+    with ``--tls``, TLS on TCP with a certificate made at start."""
+    if not args.tls:
+        return _demo(args, None)
+    with tempfile.TemporaryDirectory(prefix="typedserve-demo-") as directory:
+        with _rejections():
+            pair = self_signed(Path(directory))
+        return _demo(args, pair)
+
+
+def _demo(args: argparse.Namespace, pair: tuple[Path, Path] | None) -> int:
     from typedserve.demo import DEMO_CONFIG, DatagramEcho, StreamEcho
     from typedserve.strategies import ThreadPerRequest
 
     with _rejections():
         overrides = _overrides(args)
+        if pair is not None:
+            overrides |= {"tls.certfile": str(pair[0]), "tls.keyfile": str(pair[1])}
         config = DEMO_CONFIG.with_overrides(overrides) if overrides else DEMO_CONFIG
+        stream: Any = TCPTransport() if pair is None else TLSTransport(TCPTransport())
         tcp = Server(
-            config=config, transport=TCPTransport(), handler=StreamEcho, strategy=ThreadPerRequest()
+            config=config, transport=stream, handler=StreamEcho, strategy=ThreadPerRequest()
         )
         try:
             # The UDP echo shares the TCP port (the real one, when --port 0 asked for any).
             assert isinstance(config.address, InetAddress)
-            udp_config = config.with_overrides({"address.port": tcp.address[1]})
+            udp_config = config.with_overrides({"address.port": tcp.address[1], "tls": None})
             udp = Server(config=udp_config, transport=UDPTransport(), handler=DatagramEcho)
         except BaseException:
             tcp.close()
             raise
     host, port = _client_host(tcp.address[0]), tcp.address[1]
+    if pair is None:
+        tcp_line = f"printf 'hello\\n' | nc -N {host} {port}      (or: socat - TCP:{host}:{port})"
+    else:
+        tcp_line = (
+            f"openssl s_client -connect {host}:{port} -CAfile {pair[0]} -quiet\n"
+            f"{'':{len(format_address(tcp.address)) + 8}}(or: socat - "
+            f"OPENSSL:{host}:{port},cafile={pair[0]})"
+        )
     print(
         "typedserve demo: an echo server. Talk to it from another terminal:\n"
-        f"  TCP {format_address(tcp.address)}   printf 'hello\\n' | nc -N {host} {port}"
-        f"      (or: socat - TCP:{host}:{port})\n"
+        f"  {'TLS' if pair else 'TCP'} {format_address(tcp.address)}   {tcp_line}\n"
         f"  UDP {format_address(udp.address)}   printf 'hello\\n' | nc -u -w1 {host} {port}"
         f"   (or: socat - UDP:{host}:{port})\n"
         "Press Ctrl-C to stop.",
