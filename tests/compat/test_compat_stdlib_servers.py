@@ -175,3 +175,41 @@ def test_socket_handler_to_a_log_record_receiver(impl: str) -> None:
         assert received == ["hello there"]
     """
     run(body, impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_https_by_wrapping_the_listening_socket_in_server_activate(
+    impl: str, tmp_path: Path
+) -> None:
+    """The stdlib's TLS pattern (``http.server.HTTPSServer`` in 3.14 does the same): wrap the
+    listening socket in ``server_activate``; ``accept`` then handshakes. It works on compat as
+    on the stdlib, for ``https`` clients with the certificate checked."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    (tmp_path / "hello.txt").write_bytes(b"hello over https")
+    body = """
+        import functools, http.server, ssl, urllib.request
+
+        class HTTPSServer(http.server.ThreadingHTTPServer):
+            def server_activate(self):
+                super().server_activate()
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(sys.argv[2] + "/server.pem")
+                self.socket = context.wrap_socket(self.socket, server_side=True)
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+        httpd = HTTPSServer(("127.0.0.1", 0), handler)
+        thread = serve(httpd)
+        try:
+            client = ssl.create_default_context(cafile=sys.argv[2] + "/ca.pem")
+            url = f"https://127.0.0.1:{httpd.server_port}/hello.txt"
+            with urllib.request.urlopen(url, context=client, timeout=10) as reply:
+                assert reply.read() == b"hello over https"
+        finally:
+            stop(httpd, thread)
+    """
+    run(body, impl, str(tmp_path))
