@@ -135,12 +135,6 @@ def one_at_a_time(
 SILENT_FEW = 20
 
 
-@pytest.mark.strategy_xfail(
-    "AsyncIO",
-    reason="AsyncIO starts a connection's task at accept (aio/table.py), so a connection "
-    "waiting for its first byte counts against limits.max_in_flight: 20 silent clients fill "
-    "max_in_flight=1 and the real client waits in the backlog until first_byte closes them",
-)
 def test_silent_clients_never_occupy_the_only_worker(
     make_server: MakeServer, strategy_case: StrategyCase, stream_case: TransportCase
 ) -> None:

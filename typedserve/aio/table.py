@@ -8,33 +8,32 @@ task in an explicit table. The table
   the synchronous loop), and stops reading the fd while ``limits.max_in_flight`` requests
   run (the shared :mod:`typedserve.admission` policy decides, as in the selector loop);
 - starts one task per request: a stream connection becomes an :class:`AsyncStream` attached to
-  the loop (``connect_accepted_socket``), served by a :class:`ResumableTask` that the stream's
-  callbacks resume in place; a datagram is handed over as is;
-- enforces the stream timeouts (``idle``, ``first_byte``, ``request``) with one periodic sweep
-  over the connections instead of a timer per read;
-- drains on shutdown: stops accepting, waits up to the grace period for the tasks, cancels the
-  rest, and aborts connections still flushing their replies.
-
-Everything here runs on the loop's thread.
+  the loop (:mod:`.attach`), served by a :class:`ResumableTask` that the stream's callbacks
+  resume in place; one that has sent nothing yet waits with no task (:mod:`.parked`); a
+  datagram is handed over as is;
+- enforces the stream timeouts (``idle``, ``first_byte``, ``request``) with one periodic sweep;
+- drains on shutdown: stops accepting, serves what was queued, waits up to the grace for the
+  tasks, cancels the rest, aborts connections still flushing their replies. Loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
+from typedserve.aio.attach import attach, has_input
 from typedserve.aio.handlers import AsyncHandlerFactory
+from typedserve.aio.parked import ParkedStreams
 from typedserve.aio.recv_into import RecvIntoStream
 from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
-from typedserve.drain import LINGER, SETTLE, DrainReport
-from typedserve.errors import HandshakeError, StrategyMismatchError
+from typedserve.drain import LINGER, PENDING_WAIT, SETTLE, DrainReport
+from typedserve.errors import StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
@@ -87,10 +86,15 @@ class RequestTable:
             else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._attaching: set[asyncio.Task[None]] = set()  # silent connections being attached
+        self._parked = (  # connections with no input yet: attached, with no task
+            None
+            if self._first_byte is None
+            else ParkedStreams(loop, self._first_byte, self._counters, self._serve_attached)
+        )
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
-        # Refused connections read until their EOF, by fd: the call that closes each.
-        self._lingering: dict[int, Callable[[], None]] = {}
+        self._lingering: dict[int, Callable[[], None]] = {}  # refused, read until EOF: closers
         self._lingered: asyncio.Future[None] | None = None  # a drain waits for the last one
         self._fd = self._transport.fileno()
         self._reading = False
@@ -116,10 +120,8 @@ class RequestTable:
         return len(self._tasks)
 
     def start(self, stopped: asyncio.Future[None]) -> None:
-        """Start accepting (and sweeping for timeouts).
-
-        A fatal accept error is set on ``stopped`` (the future ``AsyncIO.run`` waits on).
-        """
+        """Start accepting (and sweeping for timeouts); a fatal accept error is set on
+        ``stopped`` (the future ``AsyncIO.run`` waits on)."""
         self._stopped = stopped
         self._accepting = True
         self._set_reading(True)
@@ -226,6 +228,15 @@ class RequestTable:
                     idle=self._idle,
                     deadline=request.deadline,
                 )
+            if (
+                self._parked is not None
+                and not isinstance(request, TLSStreamRequest)
+                and not has_input(request.socket)
+            ):  # attach, then park: no task while it is silent
+                attaching = loop.create_task(self._attach(request, stream))
+                self._attaching.add(attaching)  # not in flight: it parks, or starts a task
+                attaching.add_done_callback(self._attaching.discard)
+                return
             runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
             task = runner.task
         elif isinstance(request, Datagram):
@@ -236,6 +247,30 @@ class RequestTable:
             raise StrategyMismatchError(
                 f"AsyncIO serves stream and datagram transports, got {request!r}"
             )
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _attach(self, request: StreamRequest, stream: AsyncStream[Any]) -> None:
+        """Attach a connection that has sent nothing yet, then park it (or serve it, if its
+        first bytes came meanwhile). Counts it finished itself if it cannot be attached."""
+        attached = False
+        try:
+            attached = await attach(self._loop, request, stream, None, self._host)
+        finally:
+            if not attached:
+                self._counters.add(FINISHED)  # its request ends here
+        if not attached:
+            return
+        if stream._buffer or stream._eof:
+            self._serve_attached(stream)
+        else:
+            assert self._parked is not None
+            self._parked.park(stream)
+
+    def _serve_attached(self, stream: AsyncStream[Any]) -> None:
+        """Start the serving task of a stream already attached (it left the parking)."""
+        runner = stream._runner = ResumableTask(self._loop, self._serve_stream(None, stream))
+        task = runner.task
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -269,40 +304,21 @@ class RequestTable:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    async def _serve_stream(self, request: StreamRequest, stream: AsyncStream) -> None:
-        sock = request.socket
-        try:
-            if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
-                if self._first_byte is not None and not await self._readable(
-                    sock, self._first_byte
-                ):
-                    self._counters.add(SLOW)  # sent no ClientHello: as on a plain connection
-                    sock.close()
-                    return
-                await self._loop.connect_accepted_socket(
-                    lambda: stream,
-                    sock,
-                    ssl=request.context,
-                    ssl_handshake_timeout=request.handshake_timeout,
-                )
-            else:
-                await self._loop.connect_accepted_socket(lambda: stream, sock)
-        except (OSError, TimeoutError) as exc:  # reset before the loop saw it, or TLS failed
-            if isinstance(request, TLSStreamRequest):
-                self._host.report(HandshakeError(_handshake_failure(exc)), request.peer)
-            else:
-                logger.debug("could not attach the connection from %r: %s", request.peer, exc)
-            sock.close()
+    async def _serve_stream(self, request: StreamRequest | None, stream: AsyncStream) -> None:
+        """Attach ``request``'s connection to the loop as ``stream`` (``None``: attached
+        already, and it has input), wait for its first byte, run the handler, release it."""
+        if request is not None and not await attach(
+            self._loop, request, stream, self._first_byte, self._host
+        ):
             return
-        except BaseException:
-            sock.close()
-            raise
         streams = self._streams
         streams.add(stream)
         completed = False
         try:
-            if self._first_byte is None or await stream._wait_first_byte(
-                time.monotonic() + self._first_byte
+            if (
+                request is None
+                or self._first_byte is None
+                or await stream._wait_first_byte(time.monotonic() + self._first_byte)
             ):
                 # The life cycle is written out here and in _serve_datagram rather than shared:
                 # each coroutine level costs a frame resumption on every wake-up.
@@ -323,23 +339,6 @@ class RequestTable:
         finally:
             streams.discard(stream)
             self._release(stream, completed=completed)
-
-    async def _readable(self, sock: socket.socket, timeout: float) -> bool:
-        """Wait until ``sock`` has input (or an end); ``False`` after ``timeout`` seconds."""
-        loop, fd = self._loop, sock.fileno()
-        ready: asyncio.Future[bool] = loop.create_future()
-
-        def settle(value: bool) -> None:
-            if not ready.done():
-                ready.set_result(value)
-
-        loop.add_reader(fd, settle, True)
-        timer = loop.call_later(timeout, settle, False)
-        try:
-            return await ready
-        finally:
-            loop.remove_reader(fd)
-            timer.cancel()
 
     def _release(self, stream: AsyncStream, *, completed: bool) -> None:
         """Close ``stream``: flush its replies after a normal end, drop them after a cancel."""
@@ -370,6 +369,9 @@ class RequestTable:
         now = time.monotonic()
         for stream in self._streams:
             stream._expire_if_due(now)
+        if self._parked is not None:
+            for stream in list(self._parked.streams):
+                stream._expire_if_due(now)
         assert self._sweep_every is not None
         self._sweep_handle = self._loop.call_later(self._sweep_every, self._sweep)
 
@@ -393,10 +395,20 @@ class RequestTable:
         running = set(self._tasks)
         self._refusing = True
         self._set_reading(True)
+        parked = self._parked
         try:
+            if self._attaching:  # silent connections being attached: each parks or starts
+                await asyncio.wait(self._attaching, timeout=grace)
+            if parked is not None and parked.streams:  # serve those whose request comes soon
+                await parked.wait_for_input(min(PENDING_WAIT, deadline - self._loop.time()))
+                self._refused += parked.refuse_all()
+            running |= self._tasks
             pending: set[asyncio.Task[None]] = set()
             if running:
-                _, pending = await asyncio.wait(running, timeout=grace)
+                left = max(0.0, deadline - self._loop.time())
+                _, pending = await asyncio.wait(running, timeout=left)
+            if parked is not None:  # attached, still silent, during the drain
+                self._refused += parked.refuse_all()
             if held:  # handshakes answered before the hold complete now: refuse them too
                 await asyncio.sleep(min(SETTLE, max(0.0, deadline - self._loop.time())))
             if self._lingering and (left := deadline - self._loop.time()) > 0:
@@ -415,6 +427,7 @@ class RequestTable:
         """
         self.pause()
         pending = set(self._tasks) if tasks is None else tasks
+        pending |= self._attaching
         for task in pending:
             task.cancel()
         left: set[asyncio.Task[None]] = set()
@@ -425,6 +438,8 @@ class RequestTable:
             self._sweep_handle = None
         for done in list(self._lingering.values()):
             done()
+        if self._parked is not None:
+            self._parked.abort_all()
         for stream in [*self._flushing, *self._streams]:
             stream.abort()
         for _ in range(_CLOSE_ROUNDS):  # aborted transports close their sockets a round later
@@ -432,11 +447,3 @@ class RequestTable:
                 break
             await asyncio.sleep(0)
         return len(left)
-
-
-def _handshake_failure(exc: BaseException) -> str:
-    """The reason a TLS handshake on the event loop failed, as the selector loop words it."""
-    if isinstance(exc, TimeoutError) or "handshake is taking longer" in str(exc):
-        return "timed out (timeouts.handshake)"
-    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
-    return str(reason or exc or type(exc).__name__)
