@@ -253,18 +253,16 @@ class RequestTable:
     async def _attach(self, request: StreamRequest, stream: AsyncStream[Any]) -> None:
         """Attach a connection that has sent nothing yet, then park it (or serve it, if its
         first bytes came meanwhile). Counts it finished itself if it cannot be attached."""
-        attached = False
         try:
             attached = await attach(self._loop, request, stream, None, self._host)
-        finally:
-            if not attached:
-                self._counters.add(FINISHED)  # its request ends here
+        except BaseException:
+            self._counters.add(FINISHED)  # its request ends here
+            raise
         if not attached:
-            return
-        if stream._buffer or stream._eof:
+            self._counters.add(FINISHED)
+        elif stream._buffer or stream._eof:
             self._serve_attached(stream)
-        else:
-            assert self._parked is not None
+        elif self._parked is not None:
             self._parked.park(stream)
 
     def _serve_attached(self, stream: AsyncStream[Any]) -> None:
@@ -380,12 +378,10 @@ class RequestTable:
     async def drain(self, grace: float) -> DrainReport:
         """Serve the backlog, wait up to ``grace`` seconds for the tasks, cut the rest.
 
-        Connections (or datagrams) already queued when the drain starts are served (turned
-        away through the busy hook if the table is full); arrivals during the drain are
-        refused cleanly. Tasks still running at the deadline are cancelled (their handlers'
-        ``close`` still runs, for up to one more second) and their connections aborted, as
-        are connections still sending replies, so every socket is closed when this returns.
-        """
+        What was queued at the start is served (busy hook if full), silent connections get
+        ``PENDING_WAIT`` to send their request, arrivals are refused cleanly. Tasks running at
+        the deadline are cancelled (``close`` still runs, up to a second more), connections
+        aborted, as are those still sending replies: every socket is closed on return."""
         self.pause()
         self._refused = 0
         deadline = self._loop.time() + grace
@@ -393,9 +389,15 @@ class RequestTable:
         held = hold_new_connections(self._fd)  # nobody new is established, then reset
         self._take(max(self._backlog, _BATCH) if queued is None else queued, pause_when_full=False)
         running = set(self._tasks)
+        parked = self._parked
+        logger.debug(
+            "draining %s: %d request(s) running, %d pending in the loop",
+            self._transport.address,
+            len(running),
+            len(parked or ()),
+        )
         self._refusing = True
         self._set_reading(True)
-        parked = self._parked
         try:
             if self._attaching:  # silent connections being attached: each parks or starts
                 await asyncio.wait(self._attaching, timeout=grace)
@@ -421,10 +423,8 @@ class RequestTable:
         return DrainReport(len(running) - len(pending), len(pending), self._refused)
 
     async def close(self, tasks: set[asyncio.Task[None]] | None = None) -> int:
-        """Cancel ``tasks`` (default: every task), wait for them, abort what is left.
-
-        Returns how many tasks did not end within a second of being cancelled.
-        """
+        """Cancel ``tasks`` (default: every task), wait for them, abort what is left; how many
+        did not end within a second of being cancelled."""
         self.pause()
         pending = set(self._tasks) if tasks is None else tasks
         pending |= self._attaching
