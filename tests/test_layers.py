@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.errors",
         "typedserve._wakeup",
         "typedserve.framing",
+        "typedserve.proxy",
         "typedserve.config",
         "typedserve._config_model",
         "typedserve._config_sources",

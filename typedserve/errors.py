@@ -8,6 +8,7 @@ Each class also keeps the builtin base that code written for the stdlib already 
     +-- ConfigError (ValueError)             a config field or constructor argument is rejected
     +-- TransportMismatchError (ValueError)  an inherited socket does not fit its transport
     +-- FramingError (ValueError)            a peer's bytes break its handler's framing
+    +-- ProxyProtocolError (ValueError)      a peer's PROXY protocol header is missing or malformed
     +-- StrategyMismatchError (TypeError)    the strategy cannot serve that handler or call
     +-- BindError (OSError)                  the listening endpoint cannot be created or bound
     +-- UnsupportedPlatformError (OSError)   the OS or Python lacks a feature (os.pidfd_open)
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "FramingError",
     "HandshakeError",
+    "ProxyProtocolError",
     "ServerClosedError",
     "ServerStateError",
     "StateError",
@@ -147,3 +149,21 @@ class FramingError(TypedServeError, ValueError):
         super().__init__(message)
         self.limit = limit
         self.size = size
+
+
+class ProxyProtocolError(TypedServeError, ValueError):
+    """A peer's bytes are not a valid PROXY protocol header (:mod:`typedserve.proxy`).
+
+    Raised by :func:`typedserve.proxy.parse` as soon as the bytes received prove it: a wrong
+    signature, a malformed v1 line, an unknown v2 version, command or family, an address block
+    too short for its family, a malformed TLV, a CRC32C mismatch. The message names the fault
+    and the bytes or values involved. The connection cannot be trusted: close it.
+
+    ``bad_signature`` is true when the bytes do not even start like a PROXY header of an
+    allowed version (the peer is probably a plain client that does not speak the protocol);
+    it is false once a signature matched and what follows is wrong.
+    """
+
+    def __init__(self, message: str, *, bad_signature: bool = False) -> None:
+        super().__init__(message)
+        self.bad_signature = bad_signature
