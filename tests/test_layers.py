@@ -20,6 +20,7 @@ ROOT = Path(typedserve.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     (
         "typedserve.errors",
+        "typedserve.activation",
         "typedserve._wakeup",
         "typedserve.framing",
         "typedserve.config",

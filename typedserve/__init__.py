@@ -17,9 +17,10 @@ strategy and a handler generic over the request type::
 Layers, lowest first (a module imports only its own layer or lower ones; ``tests/test_layers.py``
 checks it; ARCHITECTURE.md walks a request through them):
 
-1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``config`` (with
-   ``_config_model``, ``_config_sources`` and ``tls.config``), ``requests``, ``tls.info``
-   (what a handshake negotiated), ``counters``, ``admission``.
+1. Values and sans-IO decisions: ``errors``, ``activation`` (the sockets systemd passed),
+   ``_wakeup``, ``framing``, ``config`` (with ``_config_model``, ``_config_sources`` and
+   ``tls.config``), ``requests``, ``tls.info`` (what a handshake negotiated), ``counters``,
+   ``admission``.
 2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
    from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
    ``options``.

@@ -118,6 +118,18 @@ def _add_address_flags(parser: argparse.ArgumentParser, *, unix: bool = True) ->
     parser.add_argument("--port", type=int, help="listen on this port (0: any free port)")
     if unix:
         parser.add_argument("--unix", metavar="PATH", help="listen on this Unix socket path")
+        parser.add_argument(
+            "--fd",
+            metavar="FD|systemd",
+            help="serve an inherited listening socket: an fd number, or 'systemd' for a socket "
+            "passed by socket activation (address.kind = fd, address.fd)",
+        )
+        parser.add_argument(
+            "--fdname",
+            metavar="NAME",
+            help="with --fd systemd (implied): the passed socket whose LISTEN_FDNAMES entry "
+            "(FileDescriptorName=) is NAME (address.name)",
+        )
 
 
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
