@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.handlers",
         "typedserve.stats",
         "typedserve.options",
+        "typedserve.systemd",
     ),
     ("typedserve.host",),
     ("typedserve.strategies", "typedserve.aio"),

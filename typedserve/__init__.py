@@ -23,7 +23,7 @@ checks it; ARCHITECTURE.md walks a request through them):
    ``admission``.
 2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
    from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
-   ``options``.
+   ``options``, ``systemd`` (``sd_notify`` and its watchdog).
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         ThreadPool,
     )
     from typedserve.strategies.base import LoopOwner
+    from typedserve.systemd import notify, notify_ready, notify_stopping
     from typedserve.tls.config import TLSConfig
     from typedserve.tls.context import build_context
     from typedserve.tls.info import PeerCertificate, TLSInfo
@@ -178,6 +179,9 @@ _EXPORTS: dict[str, str] = {
     "allow_all": "typedserve.policies",
     "build_context": "typedserve.tls.context",
     "log_error": "typedserve.policies",
+    "notify": "typedserve.systemd",
+    "notify_ready": "typedserve.systemd",
+    "notify_stopping": "typedserve.systemd",
 }
 
 __all__ = [
@@ -249,6 +253,9 @@ __all__ = [
     "allow_all",
     "build_context",
     "log_error",
+    "notify",
+    "notify_ready",
+    "notify_stopping",
 ]
 
 
