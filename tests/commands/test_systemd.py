@@ -30,6 +30,9 @@ pytestmark = [
 
 _WATCHDOG_USEC = 200_000
 
+_SERVE_WEB = ("serve", "typedserve.demo:StreamEcho", "--fd", "systemd", "--fdname", "web")
+"""The command of ``examples/deploy/typedserve-echo.service``."""
+
 Activate = Callable[..., Running]
 """The ``activate`` fixture: ``activate(*command)``."""
 
@@ -104,10 +107,7 @@ def _until(receiver: socket.socket, first_line: str) -> list[str]:
 def test_serve_on_a_named_socket_tells_systemd_ready_watchdog_stopping(
     activate: Activate, notifications: socket.socket, short_tmp_dir: Path
 ) -> None:
-    server = activate(
-        "-m", "typedserve", "serve", "typedserve.demo:StreamEcho", "--fd", "systemd",
-        "--fdname", "web",
-    )  # fmt: skip
+    server = activate("-m", "typedserve", *_SERVE_WEB)
     assert _echo(short_tmp_dir / "web.sock", b"hello\n") == b"hello\n"  # starts the command
     ready = _until(notifications, "READY=1")[-1].splitlines()
     assert ready[:2] == ["READY=1", f"MAINPID={server.process.pid}"]
@@ -147,3 +147,18 @@ def test_an_unknown_name_exits_2_naming_the_sockets_passed(
     assert server.process.returncode == 2, out
     assert "no socket named 'api' was passed" in out
     assert "'web' (fd 3), 'admin' (fd 4)" in out
+
+
+def _unit(name: str) -> dict[str, str]:
+    text = (ROOT / "examples" / "deploy" / name).read_text()
+    lines = (line.partition("=") for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, _, value in lines if not key.startswith("#")}
+
+
+def test_the_deploy_units_run_what_is_tested_here() -> None:
+    service, socket_unit = _unit("typedserve-echo.service"), _unit("typedserve-echo.socket")
+    command = shlex.split(service["ExecStart"])
+    assert Path(command[0]).name == "typedserve" and tuple(command[1:]) == _SERVE_WEB
+    assert socket_unit["FileDescriptorName"] == "web"
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert float(service["WatchdogSec"]) > 0

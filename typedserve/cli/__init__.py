@@ -41,6 +41,11 @@ several servers):
 A second SIGINT or SIGTERM while stopping exits 1 at once, without waiting for the grace: the
 exit closes the connections still open; a ``fork`` child goes on until its request ends and
 ``prefork`` workers finish their own drain.
+
+Under systemd: ``--fd systemd --fdname NAME`` serves the socket passed under that name
+(:mod:`typedserve.activation`); with ``$NOTIFY_SOCKET`` set (``Type=notify``) the command sends
+``READY=1`` once every server's loop runs and ``STOPPING=1`` when the stop begins, and the loops
+ping the watchdog (:mod:`typedserve.systemd`). ``examples/deploy/`` has the units.
 """
 
 from __future__ import annotations
