@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from typedserve import (
     UDPTransport,
     activation,
 )
+from typedserve.cli import main
 from typedserve.handlers import DatagramHandler
 
 pytestmark = pytest.mark.timeout(30)
@@ -186,3 +188,25 @@ def test_the_name_is_config_from_every_source() -> None:
 def test_bad_names_are_config_errors(data: dict[str, object], rule: str) -> None:
     with pytest.raises(ConfigError, match=rf"address\.name = [\s\S]*{rule}"):
         ServerConfig.from_data({"address": data})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fd", "three"], "--fd: 'three' is neither a file descriptor number nor 'systemd'"),
+        (["--fdname", "web", "--port", "0"], "--fd/--fdname cannot be combined with --host/--port"),
+        (["--fd", "3", "--fdname", "web"], "address.name = 'web': a name selects a socket"),
+        (["--fdname", "web"], "needs socket activation: LISTEN_PID/LISTEN_FDS are not set"),
+    ],
+)
+def test_the_command_line_flags(
+    flags: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for variable in _VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(logging, "basicConfig", lambda **_: None)  # leave pytest's root logger
+    assert main(["serve", "typedserve.demo:StreamEcho", *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -55,7 +55,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides = {"address.kind": "unix", "address.path": args.unix}
     if args.host is not None or args.port is not None:
         if overrides:
-            raise ConfigError("--unix and --fd/--fdname cannot be combined with --host/--port")
+            given = "--unix" if overrides["address.kind"] == "unix" else "--fd/--fdname"
+            raise ConfigError(f"{given} cannot be combined with --host/--port")
         overrides["address.kind"] = "inet"
         if args.host is not None:
             overrides["address.host"] = args.host
