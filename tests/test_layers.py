@@ -20,6 +20,7 @@ ROOT = Path(typedserve.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     (
         "typedserve.errors",
+        "typedserve.activation",
         "typedserve._wakeup",
         "typedserve.framing",
         "typedserve.proxy",
@@ -41,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.handlers",
         "typedserve.stats",
         "typedserve.options",
+        "typedserve.systemd",
     ),
     ("typedserve.host",),
     ("typedserve.strategies", "typedserve.aio"),

@@ -17,13 +17,13 @@ strategy and a handler generic over the request type::
 Layers, lowest first (a module imports only its own layer or lower ones; ``tests/test_layers.py``
 checks it; ARCHITECTURE.md walks a request through them):
 
-1. Values and sans-IO decisions: ``errors``, ``_wakeup``, ``framing``, ``proxy`` (the PROXY
-   protocol header, parsed from bytes), ``config`` (with ``_config_model``,
-   ``_config_sources`` and ``tls.config``), ``requests``, ``tls.info`` (what a handshake
-   negotiated), ``counters``, ``admission``.
+1. Values and sans-IO decisions: ``errors``, ``activation`` (the sockets systemd passed),
+   ``_wakeup``, ``framing``, ``proxy`` (the PROXY protocol header, parsed from bytes),
+   ``config`` (with ``_config_model``, ``_config_sources`` and ``tls.config``), ``requests``,
+   ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``.
 2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
    from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
-   ``options``.
+   ``options``, ``systemd`` (``sd_notify`` and its watchdog).
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
@@ -92,6 +92,7 @@ if TYPE_CHECKING:
         ThreadPool,
     )
     from typedserve.strategies.base import LoopOwner
+    from typedserve.systemd import notify, notify_ready, notify_stopping
     from typedserve.tls.config import TLSConfig
     from typedserve.tls.context import build_context
     from typedserve.tls.info import PeerCertificate, TLSInfo
@@ -180,6 +181,9 @@ _EXPORTS: dict[str, str] = {
     "allow_all": "typedserve.policies",
     "build_context": "typedserve.tls.context",
     "log_error": "typedserve.policies",
+    "notify": "typedserve.systemd",
+    "notify_ready": "typedserve.systemd",
+    "notify_stopping": "typedserve.systemd",
 }
 
 __all__ = [
@@ -252,6 +256,9 @@ __all__ = [
     "allow_all",
     "build_context",
     "log_error",
+    "notify",
+    "notify_ready",
+    "notify_stopping",
 ]
 
 

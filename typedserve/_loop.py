@@ -46,6 +46,7 @@ from typedserve.handlers import declared_framing, declares_speaks_first
 from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
 from typedserve.strategies.base import Strategy
+from typedserve.systemd import heartbeat
 from typedserve.transports.base import Transport
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
 
@@ -105,11 +106,12 @@ class SelectorLoop(Reactor, Generic[RequestT]):
     # -- running ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Dispatch until a stop is requested."""
+        """Dispatch until a stop is requested, beating the systemd watchdog each time round."""
         self._start_deadline_watch()
         stop = self.stop
-        while not stop.requested:
-            self.run_once(self.poll_timeout(None))
+        with heartbeat() as pulse:
+            while not stop.requested:
+                self.run_once(pulse.beat(self.poll_timeout(None)))
 
     def run_once(self, timeout: float | None, limit: int = BATCH) -> int:
         """Wait once for readiness and dispatch up to ``limit`` new requests (plus any parked

@@ -168,7 +168,9 @@ class FDAddress(_Model, frozen=True):
     """An already-open listening socket inherited from the parent process (``fd``).
 
     Its family and type are read from the socket itself and checked against the transport.
-    ``fd="systemd"`` takes the first socket passed by systemd socket activation (``LISTEN_FDS``).
+    ``fd="systemd"`` takes a socket passed by systemd socket activation (``LISTEN_FDS``, see
+    :mod:`typedserve.activation`): the one whose ``LISTEN_FDNAMES`` entry (the socket unit's
+    ``FileDescriptorName=``) is ``name``, or, without ``name``, the only one passed.
     Ownership: once bound, the server owns the fd and closes it on close (pass a
     ``sock.detach()``-ed fd, or ``os.dup`` it, if you keep a socket object for it); when the
     transport rejects it (wrong family or type), the fd is left open for the caller.
@@ -176,6 +178,23 @@ class FDAddress(_Model, frozen=True):
 
     kind: Literal["fd"] = "fd"
     fd: Annotated[int, Field(ge=0)] | Literal["systemd"]
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    """With ``fd="systemd"``: which passed socket, by its ``LISTEN_FDNAMES`` entry."""
+
+    @field_validator("name")
+    @classmethod
+    def _systemd_name(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is None:
+            return None
+        if info.data.get("fd", "systemd") != "systemd":
+            raise PydanticCustomError(
+                "fd_name", "a name selects a socket passed by systemd: it needs fd='systemd'"
+            )
+        if ":" in name or not (name.isascii() and name.isprintable()):
+            raise PydanticCustomError(
+                "fd_name", "a socket name is printable ASCII without ':' (FileDescriptorName=)"
+            )
+        return name
 
 
 Address = Annotated[

@@ -41,6 +41,11 @@ several servers):
 A second SIGINT or SIGTERM while stopping exits 1 at once, without waiting for the grace: the
 exit closes the connections still open; a ``fork`` child goes on until its request ends and
 ``prefork`` workers finish their own drain.
+
+Under systemd: ``--fd systemd --fdname NAME`` serves the socket passed under that name
+(:mod:`typedserve.activation`); with ``$NOTIFY_SOCKET`` set (``Type=notify``) the command sends
+``READY=1`` once every server's loop runs and ``STOPPING=1`` when the stop begins, and the loops
+ping the watchdog (:mod:`typedserve.systemd`). ``examples/deploy/`` has the units.
 """
 
 from __future__ import annotations
@@ -118,6 +123,18 @@ def _add_address_flags(parser: argparse.ArgumentParser, *, unix: bool = True) ->
     parser.add_argument("--port", type=int, help="listen on this port (0: any free port)")
     if unix:
         parser.add_argument("--unix", metavar="PATH", help="listen on this Unix socket path")
+        parser.add_argument(
+            "--fd",
+            metavar="FD|systemd",
+            help="serve an inherited listening socket: an fd number, or 'systemd' for a socket "
+            "passed by socket activation (address.kind = fd, address.fd)",
+        )
+        parser.add_argument(
+            "--fdname",
+            metavar="NAME",
+            help="with --fd systemd (implied): the passed socket whose LISTEN_FDNAMES entry "
+            "(FileDescriptorName=) is NAME (address.name)",
+        )
 
 
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:

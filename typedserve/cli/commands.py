@@ -48,18 +48,39 @@ def _rejections() -> Iterator[None]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = _fd_overrides(args)
     if getattr(args, "unix", None):
+        if overrides:
+            raise ConfigError("--unix cannot be combined with --fd/--fdname")
         overrides = {"address.kind": "unix", "address.path": args.unix}
     if args.host is not None or args.port is not None:
         if overrides:
-            raise ConfigError("--unix cannot be combined with --host/--port")
+            given = "--unix" if overrides["address.kind"] == "unix" else "--fd/--fdname"
+            raise ConfigError(f"{given} cannot be combined with --host/--port")
         overrides["address.kind"] = "inet"
         if args.host is not None:
             overrides["address.host"] = args.host
         if args.port is not None:
             overrides["address.port"] = args.port
     return overrides | _tls_overrides(args)
+
+
+def _fd_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--fd FD|systemd`` and ``--fdname NAME`` (which implies ``--fd systemd``) as
+    ``address.*`` fields."""
+    fd, name = getattr(args, "fd", None), getattr(args, "fdname", None)
+    if fd is None and name is None:
+        return {}
+    if fd is None:
+        fd = "systemd"
+    elif fd != "systemd":
+        if not fd.isdigit():
+            raise ConfigError(f"--fd: {fd!r} is neither a file descriptor number nor 'systemd'")
+        fd = int(fd)
+    overrides: dict[str, Any] = {"address.kind": "fd", "address.fd": fd}
+    if name is not None:
+        overrides["address.name"] = name
+    return overrides
 
 
 def _tls_overrides(args: argparse.Namespace) -> dict[str, Any]:

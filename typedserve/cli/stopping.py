@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Final, TypeAlias
 
+from typedserve.cli.readiness import Readiness
 from typedserve.errors import StateError
 from typedserve.requests import PeerAddress, Request
 from typedserve.server import Server
@@ -145,7 +146,9 @@ class _Stop:
     started before serving (so no thread starts in a signal handler), reads the pipe: at the
     first byte it starts one ``typedserve-drain`` thread per server calling
     ``server.shutdown(grace)``, then watches the deadlines and for a second signal. The main
-    thread joins the drain threads, closes the servers, then joins the stop thread.
+    thread joins the drain threads, closes the servers, then joins the stop thread. Under
+    systemd (``$NOTIFY_SOCKET``), a ``typedserve-ready`` thread sends ``READY=1`` once every
+    loop runs; the first drain sends ``STOPPING=1`` (:class:`~typedserve.cli.readiness.Readiness`).
     """
 
     def __init__(self, servers: Sequence[AnyServer]) -> None:
@@ -164,6 +167,7 @@ class _Stop:
         self._in_loop = False  # the main thread is serving (only it writes this)
         self._interrupting = False  # the next signal on the main thread is the watcher's
         self._begun_at: float | None = None  # when the stop was asked for, first
+        self._readiness = Readiness(servers)  # READY=1 / STOPPING=1 to systemd
 
     # -- the main thread ----------------------------------------------------------------------
 
@@ -177,8 +181,10 @@ class _Stop:
         self._ask(signum)
 
     def start(self) -> None:
-        """Start the watcher thread (it reads any signal that came before)."""
+        """Start the watcher thread (it reads any signal that came before), and the wait for
+        every loop that tells systemd the service is ready."""
         self._watcher.start()
+        self._readiness.start()
 
     def serve_main(self, server: AnyServer) -> None:
         """Serve ``server`` on this (the main) thread until its loop stops."""
@@ -213,10 +219,11 @@ class _Stop:
             drain.join()
 
     def finish(self) -> None:
-        """Every server is closed: tell the watcher and join it."""
+        """Every server is closed: tell the watcher and join it (and the readiness thread)."""
         self._poke(_DONE)
         if self._watcher.is_alive():
             self._watcher.join()
+        self._readiness.close()
 
     def release(self) -> None:
         """Close the wake-up pipe (once the signal handlers are restored)."""
@@ -250,6 +257,7 @@ class _Stop:
     def _start_drains(self) -> None:
         if self._drains_started.is_set():
             return
+        self._readiness.stopping()
         self.deadline = (self._begun_at or time.monotonic()) + self._grace
         self._drains = [
             threading.Thread(target=_drain, args=(server,), name="typedserve-drain")

@@ -40,6 +40,7 @@ from typedserve.transports import (
     UnixDatagramTransport,
     UnixStreamTransport,
 )
+from typedserve.transports.binding import listens_on_unix
 from typedserve.transports.tls import TLSTransport
 
 if typing.TYPE_CHECKING:
@@ -242,7 +243,7 @@ def server_for_handler(
         )
     strategy = strategy_from_name(strategy_name, args.workers)
     datagram = args.udp if shape.datagram is None else shape.datagram
-    unix = config.address.kind == "unix"
+    unix = listens_on_unix(config.address)  # a path, or an inherited Unix socket
     transport: Any
     if datagram:
         transport = UnixDatagramTransport() if unix else UDPTransport()
@@ -260,10 +261,7 @@ def server_for_handler(
             raise TypedServeError(f"{args.target} serves datagrams: TLS needs a stream (no DTLS)")
         transport = TLSTransport(transport)
     handler: Any = shape.cls  # the checks above made the pairing the overloads require
-    server: AnyServer = Server(
-        config=config, transport=transport, handler=handler, strategy=strategy
-    )
-    return server
+    return Server(config=config, transport=transport, handler=handler, strategy=strategy)
 
 
 # The peer address type of each transport the command line picks (what its requests carry).

@@ -18,6 +18,7 @@ from typedserve.aio.table import RequestTable
 from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError, ServerStateError
 from typedserve.host import Host
+from typedserve.systemd import heartbeat
 
 __all__ = ["AsyncIO"]
 
@@ -122,10 +123,13 @@ class AsyncIO:
         if host.stopping:
             return
         table.start(stopped)
-        try:
-            await stopped
-        finally:
-            table.pause()
+        with heartbeat() as pulse:  # beats on the event loop: a blocked loop stops them
+            stop_beating = pulse.keep_beating(loop.call_later)
+            try:
+                await stopped
+            finally:
+                stop_beating()
+                table.pause()
 
     def drain(self, host: Host[Any], grace: float) -> DrainReport:
         """Serve the backlog, give requests in flight ``grace`` seconds, cancel the rest."""

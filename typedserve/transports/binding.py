@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from typedserve.config import FDAddress, InetAddress, ServerConfig, UnixAddress
-from typedserve.errors import BindError, TransportMismatchError
+from typedserve.activation import give_back, peek, take
+from typedserve.config import Address, FDAddress, InetAddress, ServerConfig, UnixAddress
+from typedserve.errors import BindError, TransportMismatchError, TypedServeError
 from typedserve.transports.bind_errors import bind_error
 from typedserve.transports.unix_files import bind_unix
 
-__all__ = ["Listener", "describe_family", "open_listener"]
+__all__ = ["Listener", "describe_family", "listens_on_unix", "open_listener"]
 
 
 @dataclass(slots=True)
@@ -40,6 +40,24 @@ def open_listener(
         sock, cleanup = bind_unix(address, socktype)
         return Listener(sock, cleanup)
     return Listener(_adopt_fd(address, socktype, families, owner))
+
+
+def listens_on_unix(address: Address) -> bool:
+    """Whether ``address`` is a Unix socket: a path, or an inherited fd of family ``AF_UNIX``
+    (looked at, not taken; an fd that cannot be read is not, and binding says why)."""
+    if not isinstance(address, FDAddress):
+        return isinstance(address, UnixAddress)
+    try:
+        fd = peek(address.name) if address.fd == "systemd" else address.fd
+        probe = socket.socket(fileno=fd)
+    except (OSError, TypedServeError):
+        return False
+    try:
+        return probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_UNIX
+    except OSError:
+        return False
+    finally:
+        probe.detach()
 
 
 def describe_family(family: int, socktype: int) -> str:
@@ -88,8 +106,20 @@ def _bind_inet(address: InetAddress, socktype: int, config: ServerConfig) -> soc
 def _adopt_fd(
     address: FDAddress, socktype: int, families: Collection[int], owner: str
 ) -> socket.socket:
-    fd = _systemd_fd() if address.fd == "systemd" else address.fd
-    where = f"inherited fd {fd}"
+    if address.fd != "systemd":
+        return _adopt(address.fd, f"inherited fd {address.fd}", socktype, families, owner)
+    fd = take(address.name)
+    label = "" if address.name is None else f" ({address.name!r})"
+    try:
+        return _adopt(fd, f"systemd's fd {fd}{label}", socktype, families, owner)
+    except BaseException:
+        give_back(fd)
+        raise
+
+
+def _adopt(
+    fd: int, where: str, socktype: int, families: Collection[int], owner: str
+) -> socket.socket:
     try:
         probe = socket.socket(fileno=fd)
     except OSError as exc:
@@ -112,14 +142,3 @@ def _adopt_fd(
             f"{expected} with {socket.SocketKind(socktype).name}"
         )
     return probe
-
-
-def _systemd_fd() -> int:
-    if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", 0)) < 1:
-        raise BindError(
-            None,
-            "fd='systemd' needs socket activation: LISTEN_PID/LISTEN_FDS are not set for this "
-            "process",
-            "systemd",
-        )
-    return 3  # SD_LISTEN_FDS_START

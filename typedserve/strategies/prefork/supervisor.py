@@ -37,6 +37,7 @@ from typedserve.strategies.prefork.messages import (
 from typedserve.strategies.prefork.processes import WorkerProcess
 from typedserve.strategies.prefork.restarts import RestartLimit
 from typedserve.strategies.prefork.worker import WorkerStart
+from typedserve.systemd import heartbeat
 from typedserve.transports.quiesce import hold_new_connections, release_new_connections
 
 __all__ = ["Supervisor"]
@@ -132,8 +133,9 @@ class Supervisor:
         if not host.stopping:  # a stop that came first: no workers to start only to stop them
             for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
                 self._spawn()
-        while not host.stopping:
-            self._supervise_once(self._next_restart_delay())
+        with heartbeat() as pulse:  # the main process's loop: it pings systemd's watchdog
+            while not host.stopping:
+                self._supervise_once(pulse.beat(self._next_restart_delay()))
         self._stop_grace = host.grace
         self._send_stop()
 
