@@ -101,9 +101,11 @@ def draw(chart: dict[str, Any], path: Path) -> None:
         title = f"{chart['scenario']}: {metric} ({better}; baseline {chart['baseline']} not run)"
 
     values = [r["median"] / scale for r in bars]
-    lows = [max(r["min"], 1e-12) / scale for r in bars]
+    lows = [r["min"] / scale for r in bars]
     highs = [r["max"] / scale for r in bars]
-    span = [v for v in (*values, *lows, *highs) if v > 0]
+    span = [v for v in (*values, *lows, *highs) if v > 0]  # a zero (a server that stalled)
+    if not span:  # has no place on a log axis: its bar runs off the left edge
+        span = [1.0]
     if ceiling is not None:
         span.append(ceiling["median"] / scale)
     if origin:
@@ -118,8 +120,9 @@ def draw(chart: dict[str, Any], path: Path) -> None:
     ys = list(range(len(bars)))
     for y, row, value, lo, hi in zip(ys, bars, values, lows, highs, strict=True):
         colour = COLOURS[family(row["name"])]
-        ax.barh(y, value - start, left=start, height=0.6, color=colour)
-        if hi > lo:
+        shown = value if value > 0 else low  # zero: to the left edge
+        ax.barh(y, shown - start, left=start, height=0.6, color=colour)
+        if hi > lo > 0:
             ax.plot([lo, hi], [y, y], color="black", linewidth=0.8)
         if row is base:
             ax.plot([value], [y], marker="o", color="black", markersize=3)

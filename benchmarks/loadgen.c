@@ -14,6 +14,19 @@
  *           Open N connections, print {"event":"connected",...}, wait for a line on stdin
  *           (at most T seconds), then send 64 B on each and count the correct replies.
  *
+ * TLS (echo and connect modes): --tls CAFILE (trust CAFILE, check the name "localhost", sent
+ * as SNI) or --tls none (no verification). OpenSSL's defaults otherwise (TLS 1.3 negotiated
+ * with every server here); no session cache and no tickets kept, so every connection does a
+ * full handshake. Handshakes are non-blocking, in the same epoll loop (SSL_do_handshake until
+ * it stops asking for WANT_READ/WANT_WRITE).
+ *   echo --tls: the handshakes run before the clock starts, all at once in the loop, until
+ *           every connection finished or none progressed for 300 ms (a bounded server leaves
+ *           the rest in its backlog, as in plain echo); unfinished ones go on in the timed loop.
+ *   connect --tls: connect, handshake, send 64 B, read 64 B, close_notify, close.
+ *   connect --half-open N (with or without --tls): first open N plain TCP connections that
+ *           send nothing (no ClientHello) and hold them until the end; the clock starts
+ *           100 ms after they are connected. The result says how many were still open.
+ *
  * Every mode ends by itself and prints exactly one JSON result line on stdout:
  *   {"mode":..,"requests":..,"seconds":..,"rps":..,"errors":..,"loss":..,"p50_us":..,"p99_us":..}
  */
@@ -34,6 +47,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <signal.h>
+#ifndef LOADGEN_NO_TLS /* run.py builds with -lssl -lcrypto, or with this defined if that fails */
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#endif
 
 #define MAX_EVENTS 512
 
@@ -141,11 +159,160 @@ static void print_result(const char *mode, uint64_t requests, double seconds, ui
     fflush(stdout);
 }
 
+/* ---------- TLS (OpenSSL): a thin layer with send()/recv() semantics ---------- */
+
+#ifndef LOADGEN_NO_TLS
+
+static SSL_CTX *tls_ctx; /* NULL: plain TCP */
+static char tls_used[96]; /* version/cipher of the first completed handshake */
+static uint64_t tls_resumed; /* handshakes that resumed a session (must stay 0) */
+
+static void tls_die(const char *what) {
+    fprintf(stderr, "loadgen: %s: ", what);
+    ERR_print_errors_fp(stderr);
+    fprintf(stderr, "\n");
+    exit(2);
+}
+
+/* --tls none: no verification; --tls CAFILE: trust CAFILE and check the name "localhost". */
+static void tls_setup(const char *arg) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) tls_die("SSL_CTX_new");
+    /* No resumption: no client session cache, no ticket asked for (TLS 1.2), no session ever
+     * set on a connection; every handshake is a full one (tls_resumed counts any that is not). */
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+    /* send()/recv() semantics: partial writes, and a retried write may come from a new pointer */
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (strcmp(arg, "none") == 0) {
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        return;
+    }
+    if (SSL_CTX_load_verify_locations(tls_ctx, arg, NULL) != 1) tls_die(arg);
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(tls_ctx);
+    if (X509_VERIFY_PARAM_set1_host(param, "localhost", 0) != 1) tls_die("set1_host");
+}
+
+static SSL *tls_new(int fd) {
+    SSL *ssl = SSL_new(tls_ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) tls_die("SSL_new");
+    if (SSL_set_tlsext_host_name(ssl, "localhost") != 1) tls_die("SNI");
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* errno from an SSL result: EAGAIN when it waits for the socket, else ECONNRESET. */
+static int tls_wait_or_fail(SSL *ssl, int r) {
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return 0;
+    }
+    ERR_clear_error();
+    errno = ECONNRESET;
+    return -1;
+}
+
+/* 1: handshake done, 0: waiting for the socket, -1: failed. */
+static int tls_handshake(SSL *ssl) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) {
+        if (SSL_session_reused(ssl)) tls_resumed++;
+        if (!tls_used[0])
+            snprintf(tls_used, sizeof tls_used, "%s %s", SSL_get_version(ssl),
+                     SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+        return 1;
+    }
+    return tls_wait_or_fail(ssl, r) == 0 ? 0 : -1;
+}
+
+static ssize_t tls_send(SSL *ssl, const void *buf, size_t len) {
+    ERR_clear_error();
+    int n = SSL_write(ssl, buf, (int)len);
+    if (n > 0) return n;
+    (void)tls_wait_or_fail(ssl, n);
+    return -1;
+}
+
+/* As recv(): > 0 bytes, 0 at the end (close_notify, or a TCP end without it), -1 with errno. */
+static ssize_t tls_recv(SSL *ssl, void *buf, size_t len) {
+    ERR_clear_error();
+    int n = SSL_read(ssl, buf, (int)len);
+    if (n > 0) return n;
+    int e = SSL_get_error(ssl, n);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    if (e == SSL_ERROR_SSL &&
+        ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
+        return 0;
+    }
+    (void)tls_wait_or_fail(ssl, n);
+    return -1;
+}
+
+/* Send close_notify without waiting for the peer's, then free (the caller closes the fd). */
+static void tls_free(SSL *ssl, int notify) {
+    if (!ssl) return;
+    if (notify) {
+        ERR_clear_error();
+        (void)SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    ERR_clear_error();
+}
+
+#else /* built without OpenSSL: --tls is refused, the rest is unreachable */
+
+typedef struct loadgen_no_ssl SSL;
+static void *tls_ctx;
+static char tls_used[1];
+static uint64_t tls_resumed;
+static void tls_setup(const char *arg) {
+    (void)arg;
+    fprintf(stderr, "loadgen: built without OpenSSL (LOADGEN_NO_TLS): --tls is unavailable\n");
+    exit(2);
+}
+static SSL *tls_new(int fd) { (void)fd; abort(); }
+static int tls_handshake(SSL *ssl) { (void)ssl; abort(); }
+static ssize_t tls_send(SSL *ssl, const void *buf, size_t len) {
+    (void)ssl, (void)buf, (void)len;
+    abort();
+}
+static ssize_t tls_recv(SSL *ssl, void *buf, size_t len) {
+    (void)ssl, (void)buf, (void)len;
+    abort();
+}
+static void tls_free(SSL *ssl, int notify) { (void)ssl, (void)notify; }
+
+#endif
+
+/* send()/recv() on a connection, through TLS when it has an SSL. */
+static ssize_t conn_send(int fd, SSL *ssl, const void *buf, size_t len) {
+    return ssl ? tls_send(ssl, buf, len) : send(fd, buf, len, MSG_NOSIGNAL);
+}
+
+static ssize_t conn_recv(int fd, SSL *ssl, void *buf, size_t len) {
+    return ssl ? tls_recv(ssl, buf, len) : recv(fd, buf, len, 0);
+}
+
+/* The TLS fields of a result line (empty without --tls). */
+static const char *tls_extra(void) {
+    static char extra[160];
+    if (!tls_ctx) return "";
+    snprintf(extra, sizeof extra, ",\"tls\":\"%s\",\"resumed\":%llu", tls_used,
+             (unsigned long long)tls_resumed);
+    return extra;
+}
+
 /* ---------- echo ping-pong ---------- */
 
 struct econn {
     int fd;
     int alive;
+    SSL *ssl;        /* --tls */
+    int handshaking; /* --tls: the handshake is not done yet */
     size_t sent;
     size_t recvd;
     uint64_t t0;
@@ -157,10 +324,16 @@ static unsigned char *sink;
 static int echo_drive(struct econn *c, size_t size, int counting, uint64_t *requests,
                       uint64_t stop_at) {
     /* Make as much progress as possible without blocking. Returns -1 on a dead connection. */
+    if (c->handshaking) {
+        int r = tls_handshake(c->ssl);
+        if (r <= 0) return r;
+        c->handshaking = 0;
+        c->t0 = now_ns(); /* the first request starts when the handshake is done */
+    }
     for (int guard = 0; guard < 1024; guard++) {
         int progressed = 0;
         if (c->sent < size) {
-            ssize_t n = send(c->fd, payload + c->sent, size - c->sent, MSG_NOSIGNAL);
+            ssize_t n = conn_send(c->fd, c->ssl, payload + c->sent, size - c->sent);
             if (n > 0) {
                 c->sent += (size_t)n;
                 progressed = 1;
@@ -169,7 +342,7 @@ static int echo_drive(struct econn *c, size_t size, int counting, uint64_t *requ
             }
         }
         if (c->recvd < c->sent) {
-            ssize_t n = recv(c->fd, sink, size - c->recvd, 0);
+            ssize_t n = conn_recv(c->fd, c->ssl, sink, size - c->recvd);
             if (n > 0) {
                 c->recvd += (size_t)n;
                 progressed = 1;
@@ -196,6 +369,43 @@ static int echo_drive(struct econn *c, size_t size, int counting, uint64_t *requ
 }
 
 static int lines; /* --lines 1: each echo message ends with a newline */
+
+static void echo_close(struct econn *c) {
+    tls_free(c->ssl, 0);
+    c->ssl = NULL;
+    close(c->fd);
+}
+
+/* --tls: run the handshakes of every connection in the loop until all are done (or dead) or
+ * none progressed for 300 ms (a bounded server leaves the others in its backlog: they go on
+ * in the timed loop). Returns how many are done. */
+static int echo_handshakes(int ep, struct econn *cs, int conns, struct epoll_event *evs,
+                           uint64_t *errors) {
+    int pending = 0, done = 0;
+    for (int i = 0; i < conns; i++) pending += cs[i].alive && cs[i].handshaking;
+    uint64_t last = now_ns();
+    while (pending > 0 && now_ns() - last < 300000000ull) {
+        int n = epoll_wait(ep, evs, MAX_EVENTS, 50);
+        if (n < 0 && errno != EINTR) die("epoll_wait");
+        for (int i = 0; i < n; i++) {
+            struct econn *c = evs[i].data.ptr;
+            if (!c->alive || !c->handshaking) continue;
+            int r = tls_handshake(c->ssl);
+            if (r == 0) continue;
+            last = now_ns();
+            pending--;
+            if (r > 0) {
+                c->handshaking = 0;
+                done++;
+            } else {
+                c->alive = 0;
+                (*errors)++;
+                echo_close(c);
+            }
+        }
+    }
+    return done;
+}
 
 static int mode_echo(int port, int conns, size_t size, double duration) {
     struct sockaddr_in a = server_addr(port);
@@ -224,9 +434,16 @@ static int mode_echo(int port, int conns, size_t size, double duration) {
             continue;
         }
         cs[i].alive = 1;
+        if (tls_ctx) {
+            cs[i].ssl = tls_new(cs[i].fd);
+            cs[i].handshaking = 1;
+        }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = &cs[i]};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0) die("epoll_ctl");
     }
+    struct epoll_event evs[MAX_EVENTS];
+    int tls_ready = 0;
+    if (tls_ctx) tls_ready = echo_handshakes(ep, cs, conns, evs, &errors);
 
     uint64_t start = now_ns();
     uint64_t stop_at = start + (uint64_t)(duration * 1e9);
@@ -239,10 +456,9 @@ static int mode_echo(int port, int conns, size_t size, double duration) {
             cs[i].alive = 0;
             alive--;
             errors++;
-            close(cs[i].fd);
+            echo_close(&cs[i]);
         }
     }
-    struct epoll_event evs[MAX_EVENTS];
     uint64_t now = now_ns();
     while (alive > 0 && now < stop_at) {
         int timeout_ms = (int)((stop_at - now) / 1000000u) + 1;
@@ -256,16 +472,18 @@ static int mode_echo(int port, int conns, size_t size, double duration) {
                 c->alive = 0;
                 alive--;
                 errors++;
-                close(c->fd);
+                echo_close(c);
             }
         }
         now = now_ns();
     }
     double seconds = (double)(now_ns() - start) / 1e9;
     for (int i = 0; i < conns; i++)
-        if (cs[i].alive) close(cs[i].fd);
+        if (cs[i].alive) echo_close(&cs[i]);
     close(ep);
-    print_result("echo", requests, seconds, errors, 0, NULL);
+    char extra[224] = "";
+    if (tls_ctx) snprintf(extra, sizeof extra, "%s,\"tls_ready\":%d", tls_extra(), tls_ready);
+    print_result("echo", requests, seconds, errors, 0, extra);
     return 0;
 }
 
@@ -302,11 +520,12 @@ static int tcp_connect_from(const struct sockaddr_in *a, unsigned source) {
     return fd;
 }
 
-enum { C_CONNECTING, C_SENDING, C_READING };
+enum { C_CONNECTING, C_SENDING, C_READING, C_HANDSHAKE };
 
 struct cconn {
     int fd;
     int state;
+    SSL *ssl; /* --tls */
     size_t sent;
     size_t recvd;
     uint64_t t0;
@@ -320,6 +539,7 @@ static int connect_open(struct cconn *c, const struct sockaddr_in *a, int ep) {
     c->fd = tcp_connect_from(a, next_source++);
     if (c->fd < 0) return -1;
     c->state = C_CONNECTING;
+    c->ssl = NULL;
     c->sent = 0;
     c->recvd = 0;
     c->t0 = now_ns();
@@ -338,10 +558,19 @@ static int connect_drive(struct cconn *c) {
         if (err != 0) return -1;
         /* EPOLLOUT without an error means the handshake completed. */
         c->state = C_SENDING;
+        if (tls_ctx) {
+            c->ssl = tls_new(c->fd);
+            c->state = C_HANDSHAKE;
+        }
+    }
+    if (c->state == C_HANDSHAKE) {
+        int r = tls_handshake(c->ssl);
+        if (r <= 0) return r;
+        c->state = C_SENDING;
     }
     if (c->state == C_SENDING) {
         if (c->sent == 0) memset(msg, 'c', sizeof msg);
-        ssize_t n = send(c->fd, msg + c->sent, CONNECT_MSG - c->sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c->fd, c->ssl, msg + c->sent, CONNECT_MSG - c->sent);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN) return 0;
             return -1;
@@ -351,7 +580,7 @@ static int connect_drive(struct cconn *c) {
         c->state = C_READING;
     }
     for (;;) {
-        ssize_t n = recv(c->fd, buf, CONNECT_MSG - c->recvd, 0);
+        ssize_t n = conn_recv(c->fd, c->ssl, buf, CONNECT_MSG - c->recvd);
         if (n > 0) {
             c->recvd += (size_t)n;
             if (c->recvd == CONNECT_MSG) return 1;
@@ -364,12 +593,54 @@ static int connect_drive(struct cconn *c) {
     }
 }
 
-static int mode_connect(int port, int workers, double duration) {
+/* Close a connect-mode connection: after a completed exchange, TLS sends close_notify first. */
+static void connect_close(struct cconn *c, int completed) {
+    tls_free(c->ssl, completed);
+    c->ssl = NULL;
+    close(c->fd);
+    c->fd = -1;
+}
+
+/* --half-open N: N plain connections that never send a byte (no ClientHello), opened before
+ * the run and held to its end. Returns how many connected. */
+static int half_open_start(const struct sockaddr_in *a, int *fds, int n) {
+    int up = 0;
+    for (int i = 0; i < n; i++) {
+        fds[i] = tcp_connect_start(a);
+        if (fds[i] < 0) continue;
+        struct pollfd p = {.fd = fds[i], .events = POLLOUT};
+        if (poll(&p, 1, 5000) != 1 || socket_error(fds[i]) != 0) {
+            close(fds[i]);
+            fds[i] = -1;
+            continue;
+        }
+        up++;
+    }
+    struct timespec settle = {.tv_sec = 0, .tv_nsec = 100000000}; /* let the server accept */
+    nanosleep(&settle, NULL);
+    return up;
+}
+
+/* How many half-open connections the server has neither closed nor written to; closes all. */
+static int half_open_finish(int *fds, int n) {
+    int left = 0;
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) continue;
+        struct pollfd p = {.fd = fds[i], .events = POLLIN | POLLRDHUP};
+        if (poll(&p, 1, 0) == 0) left++;
+        close(fds[i]);
+    }
+    return left;
+}
+
+static int mode_connect(int port, int workers, double duration, int half_open) {
     struct sockaddr_in a = server_addr(port);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     struct cconn *cs = calloc((size_t)workers, sizeof *cs);
-    if (!cs) die("calloc");
+    int *idle = calloc((size_t)half_open + 1, sizeof *idle);
+    if (!cs || !idle) die("calloc");
+    int idle_up = half_open > 0 ? half_open_start(&a, idle, half_open) : 0;
     uint64_t errors = 0, requests = 0;
     uint64_t start = now_ns();
     uint64_t stop_at = start + (uint64_t)(duration * 1e9);
@@ -402,8 +673,7 @@ static int mode_connect(int port, int workers, double duration) {
             } else {
                 errors++;
             }
-            close(c->fd);
-            c->fd = -1;
+            connect_close(c, r > 0);
             active--;
             if (t < stop_at) {
                 if (connect_open(c, &a, ep) == 0)
@@ -423,10 +693,16 @@ static int mode_connect(int port, int workers, double duration) {
     }
     double seconds = (double)(now_ns() - start) / 1e9;
     for (int i = 0; i < workers; i++)
-        if (cs[i].fd >= 0) close(cs[i].fd);
+        if (cs[i].fd >= 0) connect_close(&cs[i], 0);
     close(ep);
     (void)active;
-    print_result("connect", requests, seconds, errors, 0, NULL);
+    char extra[256];
+    int n = snprintf(extra, sizeof extra, "%s", tls_extra());
+    if (half_open > 0)
+        snprintf(extra + n, sizeof extra - (size_t)n, ",\"half_open\":%d,\"half_open_left\":%d",
+                 idle_up, half_open_finish(idle, half_open));
+    free(idle);
+    print_result("connect", requests, seconds, errors, 0, extra);
     return 0;
 }
 
@@ -655,7 +931,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|connect|udp|idle --port P [--conns N] [--size S] "
             "[--workers W] [--outstanding K] [--duration D] [--timeout-ms T] [--timeout S] "
-            "[--lines 1]\n");
+            "[--lines 1] [--tls none|CAFILE] [--half-open N]\n");
     exit(2);
 }
 
@@ -665,6 +941,8 @@ int main(int argc, char **argv) {
     int port = 0, conns = 1, workers = 20, outstanding = 20, timeout_ms = 200;
     size_t size = 64;
     double duration = 2.0, timeout_s = 60.0;
+    int half_open = 0;
+    const char *tls = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--port")) port = atoi(v);
@@ -676,15 +954,20 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--timeout-ms")) timeout_ms = atoi(v);
         else if (!strcmp(k, "--timeout")) timeout_s = atof(v);
         else if (!strcmp(k, "--lines")) lines = atoi(v) != 0;
+        else if (!strcmp(k, "--tls")) tls = v;
+        else if (!strcmp(k, "--half-open")) half_open = atoi(v);
         else usage();
     }
     if (port <= 0 || port > 65535 || conns < 1 || workers < 1 || outstanding < 1 || size < 1 ||
-        duration <= 0 || duration > 3600 || timeout_ms < 1 || timeout_s <= 0)
+        duration <= 0 || duration > 3600 || timeout_ms < 1 || timeout_s <= 0 || half_open < 0 ||
+        half_open > 100000 || (tls && strcmp(mode, "echo") && strcmp(mode, "connect")) ||
+        (half_open && strcmp(mode, "connect")))
         usage();
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
+    if (tls) tls_setup(tls);
     if (!strcmp(mode, "echo")) return mode_echo(port, conns, size, duration);
-    if (!strcmp(mode, "connect")) return mode_connect(port, workers, duration);
+    if (!strcmp(mode, "connect")) return mode_connect(port, workers, duration, half_open);
     if (!strcmp(mode, "udp")) return mode_udp(port, outstanding, size, duration, timeout_ms);
     if (!strcmp(mode, "idle")) return mode_idle(port, conns, timeout_s);
     usage();

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import datetime
 import importlib.util
 import json
@@ -27,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ BIN = HERE / "bin"
 RESULTS = HERE / "results"
 LOGS = RESULTS / "logs"
 LOADGEN = BIN / "loadgen"
+LOADGEN_NO_TLS = BIN / "loadgen.no-tls"  # present when loadgen was built without OpenSSL
 ECHO_SERVER = BIN / "echo_server"
 
 # typedserve strategies in the order they are shown; any other strategy class found in
@@ -68,6 +71,13 @@ SLOW_BUDGET = 20.0
 SERVER_CPU = "0"
 GEN_CPU = "1"
 
+# The TLS group: the servers' TLS rows (servers.py tls NAME), their peers, and the half-open
+# connections (connected, no ClientHello sent) the generator holds during the idle variant.
+TLS_STRATEGIES = frozenset({"ThreadPool", "Prefork", "AsyncIO"})
+TLS_BASELINE = "stdlib-ThreadingTCPServer:handler-handshake"  # the fair peer
+TLS_ACCEPT = "stdlib-ThreadingTCPServer:accept-handshake"  # handshakes on the accept loop
+TLS_HALF_OPEN = 100
+
 # The startup group: fresh interpreters (the running one, ``sys.executable``), pinned to the
 # server's CPU, interleaved row by row so that drift in the machine's load hits every row alike.
 IMPORT_BASELINE = "import socketserver"
@@ -91,14 +101,41 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------- setup
 
 
-def build_c() -> None:
-    """Compile the C programs with ``cc -O2`` (only when a source is newer than its binary)."""
+def build_c() -> bool:
+    """Compile the C programs with ``cc -O2`` (only when a source is newer than its binary);
+    ``loadgen`` with OpenSSL (``-lssl -lcrypto``), or without TLS if that does not build
+    (no OpenSSL headers: the TLS rows are skipped). Whether loadgen has TLS."""
     BIN.mkdir(parents=True, exist_ok=True)
     for source, binary in ((HERE / "loadgen.c", LOADGEN), (HERE / "echo_server.c", ECHO_SERVER)):
         if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
             continue
         log(f"building {binary.relative_to(REPO)}")
-        subprocess.run(["cc", "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+        argv = ["cc", "-O2", "-Wall", "-o", str(binary), str(source)]
+        if binary != LOADGEN:
+            subprocess.run(argv, check=True)
+            continue
+        LOADGEN_NO_TLS.unlink(missing_ok=True)
+        done = subprocess.run([*argv, "-lssl", "-lcrypto"], capture_output=True, text=True)
+        if done.returncode != 0:
+            log(f"  loadgen does not build with OpenSSL, building it without TLS:\n{done.stderr}")
+            subprocess.run([*argv, "-DLOADGEN_NO_TLS"], check=True)
+            LOADGEN_NO_TLS.touch()
+    return not LOADGEN_NO_TLS.exists()
+
+
+def make_certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate for ``localhost`` and ``127.0.0.1`` (valid two
+    days) and its key in ``directory``, made with the ``openssl`` command: ``(cert, key)``.
+    Every TLS server gets the same pair; the generator trusts the certificate itself."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"]
+    argv += ["ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost"]
+    argv += ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-days", "2"]
+    argv += ["-keyout", str(key), "-out", str(cert)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl req failed: {done.stderr.strip()[-300:]}")
+    return str(cert), str(key)
 
 
 def ensure_wrk() -> str | None:
@@ -214,10 +251,13 @@ class ServerSpec:
     idle_ok: bool = True  # can hold thousands of idle connections and answer each
     capacity: int | None = None  # connections served at once, when bounded
 
-    def argv(self, kind: str) -> list[str]:
+    def argv(self, kind: str, tls: tuple[str, str] | None = None) -> list[str]:
         if self.family == "c":
             return [str(ECHO_SERVER), kind, "--max-seconds", "900"]
-        return [sys.executable, str(HERE / "servers.py"), kind, self.name]
+        argv = [sys.executable, str(HERE / "servers.py"), kind, self.name]
+        if kind == "tls" and tls is not None:
+            argv += ["--certfile", tls[0], "--keyfile", tls[1]]
+        return argv
 
 
 @dataclass(frozen=True)
@@ -225,7 +265,7 @@ class Scenario:
     """One load shape. ``metric`` says what the numbers are; ``higher_better`` their sense."""
 
     name: str
-    kind: str  # "tcp", "udp", "idle", "slow", "shutdown", "http"
+    kind: str  # "tcp", "udp", "tls", "idle", "slow", "shutdown", "http", "import", ...
     loadgen: tuple[str, ...] = ()
     baseline: str = "stdlib-ThreadingTCPServer"
     metric: str = "req/s"
@@ -322,6 +362,28 @@ SCENARIOS: tuple[Scenario, ...] = (
         "shutdown()", "shutdown", baseline="stdlib-TCPServer", metric="ms", higher_better=False
     ),
     Scenario("http.server", "http", baseline="stdlib http.server"),
+    Scenario(
+        "tls handshake 64B x1",
+        "tls",
+        ("connect", "--workers", "1"),
+        baseline=TLS_BASELINE,
+        metric="conn/s",
+    ),
+    Scenario(
+        f"tls handshake + {TLS_HALF_OPEN} idle",
+        "tls",
+        ("connect", "--workers", "1", "--half-open", str(TLS_HALF_OPEN)),
+        baseline=TLS_BASELINE,
+        metric="conn/s",
+    ),
+    Scenario(
+        "tls echo 1KiB x50",
+        "tls",
+        ("echo", "--conns", "50", "--size", "1024"),
+        baseline=TLS_BASELINE,
+        needs_concurrency=True,
+        conns=50,
+    ),
     Scenario(
         "startup import", "import", baseline=IMPORT_BASELINE, metric="ms", higher_better=False
     ),
@@ -494,24 +556,30 @@ class Settings:
     wrk_seconds: int
     startup_samples: int
     pin: bool
+    tls: tuple[str, str] | None = None  # (certificate, key) for the TLS rows
 
 
 def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
     result = Result(scenario, server.name)
     if server.capacity is not None and server.capacity < scenario.conns:
         result.note = f"serves {server.capacity} of the {scenario.conns} conns at once"
-    with started(server.argv(scenario.kind), f"{server.name}-{scenario.kind}", cfg.pin) as (
-        pid,
-        port,
-    ):
+    args = scenario.loadgen
+    if scenario.kind == "tls":
+        if cfg.tls is None:
+            raise RuntimeError("no TLS certificate")
+        args = (*args, "--tls", cfg.tls[0])  # the generator trusts the self-signed certificate
+    tls_notes: list[dict[str, Any]] = []
+    argv = server.argv(scenario.kind, cfg.tls)
+    with started(argv, f"{server.name}-{scenario.kind}", cfg.pin) as (pid, port):
         if cfg.warmup > 0:
-            run_loadgen(scenario.loadgen, port, cfg.warmup, cfg.pin)
+            run_loadgen(args, port, cfg.warmup, cfg.pin)
         time_wait: list[int] = []
         for _ in range(cfg.repeats):
             time_wait.append(time_wait_sockets())
             gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
             t0 = time.monotonic()
-            out = run_loadgen(scenario.loadgen, port, cfg.duration, cfg.pin)
+            out = run_loadgen(args, port, cfg.duration, cfg.pin)
+            tls_notes.append(out)
             wall = time.monotonic() - t0
             record_cpu(result, wall, children_cpu() - gen0, cpu_seconds(pid) - srv0, all0)
             result.values.append(float(out["rps"]))
@@ -519,10 +587,32 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
             result.p99_us.append(float(out["p99_us"]))
             result.errors += int(out["errors"])
             result.loss += int(out["loss"])
+    notes = [result.note] if result.note else []
+    if scenario.kind == "tls":
+        notes += tls_run_notes(tls_notes)
     if scenario.loadgen[:1] == ("connect",):
-        note = f"TIME_WAIT before {'/'.join(map(str, time_wait))}"
-        result.note = f"{result.note}; {note}" if result.note else note
+        notes.append(f"TIME_WAIT before {'/'.join(map(str, time_wait))}")
+    result.note = "; ".join(notes)
     return result
+
+
+def tls_run_notes(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """What the generator says about the TLS runs: handshakes done before the clock started
+    (echo), half-open connections still held at the end, anything not a full TLS 1.3 one."""
+    notes = []
+    if runs and "tls_ready" in runs[0]:
+        ready = "/".join(str(run["tls_ready"]) for run in runs)
+        notes.append(f"handshaken before the clock {ready}")
+    if runs and "half_open" in runs[0]:
+        left = "/".join(f"{run['half_open_left']}" for run in runs)
+        notes.append(f"half-open held at the end {left} of {runs[0]['half_open']}")
+    versions = {str(run.get("tls", "")).split(" ")[0] for run in runs} - {""}
+    if versions - {"TLSv1.3"}:
+        notes.append("negotiated " + ", ".join(sorted(versions)))
+    resumed = sum(int(run.get("resumed", 0)) for run in runs)
+    if resumed:
+        notes.append(f"{resumed} resumed handshakes (should be 0)")
+    return notes
 
 
 def time_wait_sockets() -> int:
@@ -1074,7 +1164,16 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
                 lat,
                 f"{r.errors}/{r.loss}" if r.values else "-",
                 cpu,
-                "; ".join(n for n in (r.note, same_loop_ratios(r, by_key), bottleneck(r)) if n),
+                "; ".join(
+                    n
+                    for n in (
+                        r.note,
+                        same_loop_ratios(r, by_key),
+                        tls_ratios(r, by_key),
+                        bottleneck(r),
+                    )
+                    if n
+                ),
             )
         )
     return rows
@@ -1092,6 +1191,21 @@ def same_loop_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
         if other is not None and other.median:
             parts.append(f"{fmt_ratio(r.median, other.median)} {peer}")
     return ", ".join(parts)
+
+
+def tls_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
+    """For a typedserve row of a TLS scenario (not ``AsyncIO``): its ratio to the stdlib server
+    that handshakes on its accept loop (the ``vs stdlib`` column is the handler-handshake one)."""
+    if r.scenario.kind != "tls" or not r.server.startswith("typedserve-") or r.median is None:
+        return ""
+    if r.server.startswith("typedserve-AsyncIO"):
+        return ""
+    other = by_key.get((r.scenario.name, TLS_ACCEPT))
+    if other is None or other.median is None:
+        return ""
+    if other.median == 0:
+        return f"{TLS_ACCEPT} served none"
+    return f"{fmt_ratio(r.median, other.median)} {TLS_ACCEPT}"
 
 
 def render_text(rows: Sequence[tuple[str, ...]]) -> str:
@@ -1265,7 +1379,7 @@ def strategy_specs(strategies: dict[str, int | None], uvloop_ok: bool) -> dict[s
     return specs
 
 
-LOADGEN_KINDS = frozenset({"tcp", "udp", "files", "file-lines"})
+LOADGEN_KINDS = frozenset({"tcp", "udp", "files", "file-lines", "tls"})
 """Scenario kinds measured by the C load generator against one server process."""
 FILE_KINDS = frozenset({"files", "file-lines"})
 FILE_STRATEGIES = frozenset({"Inline", "ThreadPerRequest", "ThreadPool"})
@@ -1277,24 +1391,30 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
     tcp, udp, both = frozenset({"tcp"}), frozenset({"udp"}), frozenset({"tcp", "udp"})
     tcp_lines = frozenset({"tcp", "lines"})  # "lines": a line echo server (slow-clients row)
     files = FILE_KINDS  # echo through rfile/wfile, as users write handlers
+    tls = frozenset({"tls"})  # the tcp echo over TLS
     servers = [
         ServerSpec("c-epoll", both, "c"),
         ServerSpec("stdlib-TCPServer", tcp | files, "stdlib", concurrent=False, idle_ok=False),
         ServerSpec("stdlib-ThreadingTCPServer", tcp_lines | files, "stdlib"),
+        ServerSpec(TLS_ACCEPT, tls, "stdlib"),
+        ServerSpec(TLS_BASELINE, tls, "stdlib"),
         ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False, capacity=40),
         ServerSpec("stdlib-UDPServer", udp, "stdlib"),
         ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
-        ServerSpec("asyncio-streams", tcp_lines, "asyncio"),
+        ServerSpec("asyncio-streams", tcp_lines | tls, "asyncio"),
         ServerSpec("asyncio-protocol", both, "asyncio"),
     ]
     if uvloop_ok:
-        servers.append(ServerSpec("uvloop-streams", tcp_lines, "asyncio"))
+        servers.append(ServerSpec("uvloop-streams", tcp_lines | tls, "asyncio"))
         servers.append(ServerSpec("uvloop-protocol", both, "asyncio"))
     for name, capacity in strategies.items():
         servers.append(
             ServerSpec(
                 f"typedserve-{name}",
-                both | {"lines"} | (files if name in FILE_STRATEGIES else frozenset()),
+                both
+                | {"lines"}
+                | (files if name in FILE_STRATEGIES else frozenset())
+                | (tls if name.partition(":")[0] in TLS_STRATEGIES else frozenset()),
                 "typedserve",
                 capacity=capacity,
                 concurrent=name.partition(":")[0] not in SERIAL_STRATEGIES,
@@ -1359,7 +1479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
 
-    build_c()
+    loadgen_tls = build_c()
     raise_nofile()
     uvloop_ok = ensure_uvloop()
     charts_ok = not args.no_charts and ensure_matplotlib()
@@ -1371,6 +1491,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     compat_ok = compat_available()
     specs = strategy_specs(strategies, uvloop_ok)
     servers = build_servers(uvloop_ok, specs)
+    # One self-signed certificate for every TLS server of the run, when a TLS row is selected.
+    tls_dir: tempfile.TemporaryDirectory[str] | None = None
+    tls_problem = "" if loadgen_tls else "loadgen was built without OpenSSL (see the build log)"
+    tls_wanted = any(
+        selected(only, scenario.name, server.name)
+        for scenario in SCENARIOS
+        if scenario.kind == "tls"
+        for server in servers
+        if "tls" in server.kinds
+    )
+    if tls_wanted and not tls_problem:
+        tls_dir = tempfile.TemporaryDirectory(prefix="typedserve-bench-tls-")
+        try:
+            cfg = dataclasses.replace(cfg, tls=make_certificate(Path(tls_dir.name)))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            tls_problem = f"no certificate: {exc}"
     skipped: list[str] = []
     if not uvloop_ok:
         skipped.append("uvloop-protocol: uvloop could not be installed")
@@ -1396,7 +1532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for server in servers:
                 if kind not in server.kinds:
                     continue
-                if scenario.needs_concurrency and not server.concurrent:
+                if kind == "tls" and tls_problem:
+                    skip(server.name, tls_problem)
+                elif scenario.needs_concurrency and not server.concurrent:
                     skip(server.name, "serves one connection at a time")
                 elif scenario.kind == "idle" and not server.idle_ok:
                     skip(server.name, "bounded workers or a process per connection")
@@ -1517,6 +1655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         md += chart_links(links)
         return "\n".join(md)
 
+    if tls_dir is not None:
+        tls_dir.cleanup()
     (RESULTS / "latest.md").write_text(report("latest run", charts))
     log(f"wrote {(RESULTS / 'latest.md').relative_to(REPO)}")
     if snapshot is not None:

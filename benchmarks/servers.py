@@ -1,6 +1,6 @@
 """Echo servers under test, one per process: ``python benchmarks/servers.py KIND NAME``.
 
-KIND is ``tcp``, ``udp``, ``lines``, ``files`` or ``file-lines`` (see below).
+KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines`` or ``tls`` (see below).
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
 listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes;
@@ -18,6 +18,15 @@ keep the default config except the address.
 echo through the file objects users write handlers with: ``stdlib-TCPServer``,
 ``stdlib-ThreadingTCPServer`` (``StreamRequestHandler``) and ``typedserve-<Strategy>``
 (``StreamHandler``).
+``tls`` (``--certfile F --keyfile K``) is the ``tcp`` echo over TLS:
+``stdlib-ThreadingTCPServer:accept-handshake`` (``get_request`` returns
+``context.wrap_socket(sock, server_side=True)``: the handshake runs on the accept loop),
+``stdlib-ThreadingTCPServer:handler-handshake`` (``do_handshake_on_connect=False`` there and
+``do_handshake()`` in the handler's ``setup``, on the connection's thread), ``asyncio-streams``
+and ``uvloop-streams`` (``start_server(..., ssl=context)``), all with
+``SSLContext(PROTOCOL_TLS_SERVER)`` and ``load_cert_chain``, as their users write it; and
+``typedserve-<Strategy>`` over ``TLSTransport(TCPTransport())`` with ``config.tls`` naming the
+files (the context typedserve builds from it).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import os
 import pkgutil
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -38,6 +48,12 @@ from pathlib import Path
 from typing import Any, cast
 
 HOST = "127.0.0.1"
+TLS_NODELAY = True
+"""Every TLS server turns Nagle's algorithm off (asyncio and uvloop do by default; typedserve's
+``StreamHandler.nodelay``, and the stdlib handlers in ``setup``, as the http.server rows set
+``disable_nagle_algorithm``): a TLS 1.3 server writes its session tickets after the handshake
+in small writes of their own, so without it the first echo waits behind them for the client's
+delayed ACK (~40 ms), and every threaded server measures that timer (22 handshakes/s)."""
 BACKLOG = socket.SOMAXCONN  # typedserve's default backlog, used by every server (README.md)
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,7 +168,65 @@ STDLIB: dict[tuple[str, str], Callable[[], socketserver.TCPServer]] = {
 }
 
 
-def run_stdlib(kind: str, name: str) -> None:
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The server context of the stdlib and asyncio TLS rows, as their users write it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+class StdTLSServer(StdThreadingTCPServer):
+    """``ThreadingTCPServer`` with a TLS-wrapped socket per connection, made in ``get_request``
+    (on the accept loop). ``handshake_in_handler``: the wrap does not handshake
+    (``do_handshake_on_connect=False``); :class:`StdTLSHandlerHandshake` does, in ``setup``."""
+
+    def __init__(self, context: ssl.SSLContext, handshake_in_handler: bool) -> None:
+        self.context = context
+        self.handshake_on_connect = not handshake_in_handler
+        handler = StdTLSHandlerHandshake if handshake_in_handler else StdTLSEcho
+        super().__init__((HOST, 0), handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        wrapped = self.context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=self.handshake_on_connect
+        )
+        return wrapped, address
+
+
+class StdTLSEcho(StdStreamEcho):
+    """The echo with Nagle's algorithm off, set in ``setup`` as ``StreamRequestHandler``'s
+    ``disable_nagle_algorithm`` does (see ``TLS_NODELAY``)."""
+
+    def setup(self) -> None:
+        if TLS_NODELAY:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class StdTLSHandlerHandshake(StdTLSEcho):
+    """The echo, after the handshake on the connection's own thread."""
+
+    request: ssl.SSLSocket  # type: ignore[assignment]
+
+    def setup(self) -> None:
+        self.request.do_handshake()
+        super().setup()
+
+
+STDLIB_TLS = {
+    "stdlib-ThreadingTCPServer:accept-handshake": False,
+    "stdlib-ThreadingTCPServer:handler-handshake": True,
+}
+
+
+def run_stdlib(kind: str, name: str, tls: tuple[str, str] | None = None) -> None:
+    if kind == "tls":
+        if name not in STDLIB_TLS or tls is None:
+            sys.exit(f"no tls server named {name!r} (or no --certfile/--keyfile)")
+        with StdTLSServer(tls_context(*tls), STDLIB_TLS[name]) as tls_server:
+            announce(int(tls_server.socket.getsockname()[1]))
+            tls_server.serve_forever()
+        return
     if (kind, name) not in STDLIB:
         sys.exit(f"no {kind} server named {name!r}")
     with STDLIB[(kind, name)]() as server:
@@ -204,7 +278,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
-async def serve_asyncio(kind: str, name: str) -> None:
+async def serve_asyncio(kind: str, name: str, tls: tuple[str, str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     if kind == "udp":
         transport, _ = await loop.create_datagram_endpoint(
@@ -214,9 +288,15 @@ async def serve_asyncio(kind: str, name: str) -> None:
         await asyncio.Event().wait()  # forever; the watchdog ends the process
         return
     streams = name in ("asyncio-streams", "uvloop-streams")
-    if kind == "lines" and not streams:
-        sys.exit(f"no lines server named {name!r}")
-    if streams:
+    if kind in ("lines", "tls") and not streams:
+        sys.exit(f"no {kind} server named {name!r}")
+    if kind == "tls":
+        if tls is None:
+            sys.exit("tls: --certfile and --keyfile are required")
+        server = await asyncio.start_server(
+            streams_echo, HOST, 0, backlog=BACKLOG, ssl=tls_context(*tls)
+        )
+    elif streams:
         echo = streams_line_echo if kind == "lines" else streams_echo
         server = await asyncio.start_server(echo, HOST, 0, backlog=BACKLOG)
     else:
@@ -226,13 +306,13 @@ async def serve_asyncio(kind: str, name: str) -> None:
         await server.serve_forever()
 
 
-def run_asyncio(kind: str, name: str) -> None:
+def run_asyncio(kind: str, name: str, tls: tuple[str, str] | None = None) -> None:
     if name.startswith("uvloop-"):
         import uvloop  # type: ignore[import-not-found,unused-ignore]
 
-        uvloop.run(serve_asyncio(kind, name))
+        uvloop.run(serve_asyncio(kind, name, tls))
     else:
-        asyncio.run(serve_asyncio(kind, name))
+        asyncio.run(serve_asyncio(kind, name, tls))
 
 
 # ---------------------------------------------------------------- typedserve
@@ -298,8 +378,10 @@ def is_async(strategy: Any) -> bool:
     return type(strategy).__name__ == "AsyncIO"
 
 
-def typedserve_server(kind: str, spec: str) -> Any:
-    """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``."""
+def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) -> Any:
+    """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``;
+    ``tls``: the ``tcp`` echo over ``TLSTransport(TCPTransport())``, ``config.tls`` naming the
+    certificate and key files."""
     if kind == "lines":
         return typedserve_line_server(spec)
     if kind in ("files", "file-lines"):
@@ -321,10 +403,12 @@ def typedserve_server(kind: str, spec: str) -> Any:
             async def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = AsyncEcho if kind == "tcp" else AsyncUdpEcho
+        handler = AsyncEcho if kind in ("tcp", "tls") else AsyncUdpEcho
     else:
 
         class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
+            nodelay = kind == "tls" and TLS_NODELAY
+
             def handle(self) -> None:
                 sock = self.request.socket
                 while data := sock.recv(65536):
@@ -334,10 +418,18 @@ def typedserve_server(kind: str, spec: str) -> Any:
             def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = Echo if kind == "tcp" else UdpEcho
+        handler = Echo if kind in ("tcp", "tls") else UdpEcho
     address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
-    config = ts.ServerConfig.model_validate({"address": address, "backlog": BACKLOG})
-    transport = ts.TCPTransport() if kind == "tcp" else ts.UDPTransport()
+    fields: dict[str, Any] = {"address": address, "backlog": BACKLOG}
+    transport: Any
+    if kind == "tls":
+        if tls is None:
+            sys.exit("tls: --certfile and --keyfile are required")
+        fields["tls"] = {"certfile": tls[0], "keyfile": tls[1]}
+        transport = ts.TLSTransport(ts.TCPTransport())
+    else:
+        transport = ts.TCPTransport() if kind == "tcp" else ts.UDPTransport()
+    config = ts.ServerConfig.model_validate(fields)
     return ts.Server(config=config, transport=transport, strategy=strategy, handler=handler)
 
 
@@ -394,8 +486,8 @@ def typedserve_file_server(kind: str, spec: str) -> Any:
     return ts.Server(config=config, transport=ts.TCPTransport(), strategy=strategy, handler=handler)
 
 
-def run_typedserve(kind: str, spec: str) -> None:
-    with typedserve_server(kind, spec) as server:
+def run_typedserve(kind: str, spec: str, tls: tuple[str, str] | None = None) -> None:
+    with typedserve_server(kind, spec, tls) as server:
         announce(server.address[1])
         server.serve_forever()
 
@@ -418,13 +510,16 @@ def default_concurrency(strategy: Any) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "kind", choices=["tcp", "udp", "lines", "files", "file-lines", "list-strategies"]
+        "kind", choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "list-strategies"]
     )
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--certfile", help="tls: the server certificate (PEM)")
+    parser.add_argument("--keyfile", help="tls: its private key (PEM)")
     args = parser.parse_args()
     kind: str = args.kind
     name: str = args.name
+    tls = (args.certfile, args.keyfile) if args.certfile and args.keyfile else None
     if kind == "list-strategies":  # "Name N": N requests run at once by default ("-": unbounded)
         for strategy_name, cls in discover_strategies().items():
             strategy = cls()
@@ -432,11 +527,11 @@ def main() -> None:
         return
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
-        run_stdlib(kind, name)
+        run_stdlib(kind, name, tls)
     elif name in ("asyncio-streams", "asyncio-protocol", "uvloop-protocol", "uvloop-streams"):
-        run_asyncio(kind, name)
+        run_asyncio(kind, name, tls)
     elif name.startswith("typedserve-"):
-        run_typedserve(kind, name.removeprefix("typedserve-"))
+        run_typedserve(kind, name.removeprefix("typedserve-"), tls)
     else:
         sys.exit(f"unknown server {name!r}")
 
