@@ -41,9 +41,9 @@ from typedserve.errors import ConfigError, HandshakeError
 from typedserve.handlers import HandlerFactory, declared_framing
 from typedserve.options import ServerOptions
 from typedserve.policies import (
-    DISCONNECT_ERRORS,
     AccessPolicy,
     ErrorPolicy,
+    is_disconnect,
     log_disconnect,
     log_error,
     log_handshake_failure,
@@ -198,14 +198,14 @@ class Serving(Generic[RequestT]):
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
         """Count an error and pass it to the error policy (which must not raise, but may).
 
-        A network event (:data:`~typedserve.policies.DISCONNECT_ERRORS`: a reset, a broken pipe) is
+        A network event (:func:`~typedserve.policies.is_disconnect`: a reset, a broken pipe) is
         no error: it is counted in ``disconnects`` and logged as one INFO line instead.
         """
         if isinstance(exc, HandshakeError):
             self.counters.add(HANDSHAKE_FAILURES)
             log_handshake_failure(exc, peer)
             return
-        if isinstance(exc, DISCONNECT_ERRORS):
+        if is_disconnect(exc):
             self.counters.add(DISCONNECTS)
             log_disconnect(exc, peer)
             return

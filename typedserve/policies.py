@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 from typedserve.errors import HandshakeError
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
@@ -16,6 +17,7 @@ __all__ = [
     "AllowNetworks",
     "ErrorPolicy",
     "allow_all",
+    "is_disconnect",
     "log_disconnect",
     "log_error",
     "log_handshake_failure",
@@ -51,6 +53,16 @@ def allow_all(request: object) -> bool:
 def log_error(exc: BaseException, peer: PeerAddress) -> None:
     """The default error policy: log at ERROR on ``typedserve.server`` with peer and traceback."""
     logger.error("error while handling a request from %s", _describe(peer), exc_info=exc)
+
+
+def is_disconnect(exc: BaseException) -> TypeGuard[OSError]:
+    """Whether ``exc`` is a network event rather than a handler bug: one of
+    :data:`DISCONNECT_ERRORS`, or ``ssl.SSLEOFError`` (a TLS peer gone without ``close_notify``;
+    looked up only when ``ssl`` is loaded, so plain servers never import it)."""
+    if isinstance(exc, DISCONNECT_ERRORS):
+        return True
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLEOFError)
 
 
 def log_disconnect(exc: OSError, peer: PeerAddress) -> None:

@@ -39,6 +39,7 @@ from typedserve import (
     Timeouts,
 )
 from typedserve.framing import Lines
+from typedserve.policies import is_disconnect
 from typedserve.testing import connect, serve_in_thread
 from typedserve.transports.tls import TLSTransport
 
@@ -336,3 +337,35 @@ def test_a_tls_client_refused_under_overload_gets_no_plaintext_busy_reply(pki: P
         stats = server.stats()
     assert calls == []
     assert stats.rejected == 1
+
+
+def test_a_client_gone_without_close_notify_is_a_disconnect_not_an_error(
+    make_server: MakeServer,
+    pki: PKI,
+    gate: Gate,
+    stream_case: TransportCase,
+) -> None:
+    """A handler blocked reading a TLS connection whose client vanishes without ``close_notify``
+    (``ssl.SSLEOFError``) is a network event: counted in ``disconnects``, not an error."""
+    context = pki.server_context()
+    inner = stream_case.transport
+    case = TransportCase(
+        stream_case.name, lambda: TLSTransport(inner(), context=context), stream=True
+    )
+    server = make_server(case)  # the suite's command handler: "hold" reads until the end
+    with serve_in_thread(server):
+        conn = tls_connect(server, pki.client_context())
+        conn.sendall(b"hold\n")
+        gate.wait_started(1)
+        conn.close()  # no close_notify: the server's read sees an EOF in violation of TLS
+        gate.wait_ended()
+    stats = server.stats()  # the server is closed: its handler has been reported
+    assert (stats.errors, stats.in_flight) == (0, 0)
+    assert stats.disconnects <= 1  # an SSLEOFError, or an end read as a plain one (b"")
+
+
+def test_a_tls_eof_is_classified_as_a_disconnect() -> None:
+    assert is_disconnect(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    assert is_disconnect(ConnectionResetError())
+    assert not is_disconnect(ssl.SSLError(1, "bad record"))
+    assert not is_disconnect(ValueError("a handler bug"))

@@ -112,6 +112,11 @@ class TLSStreamRequest(StreamRequest[AddrT_co]):
         finally:
             _set_deadline(self, deadline)
         conn.settimeout(timeout)
+        if conn.family != socket.AF_UNIX:
+            # TLS writes whole records: Nagle would only hold the first reply behind the
+            # session tickets sent after the handshake, until the client's delayed ACK (40 ms).
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _set_info(self, TLSInfo.of(conn, getattr(conn, SERVER_NAME, None)))
 
     def close(self) -> None:
