@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
 from typedserve.aio.attach import attach, has_input
 from typedserve.aio.handlers import AsyncHandlerFactory
+from typedserve.aio.linger import Lingering
 from typedserve.aio.parked import ParkedStreams
 from typedserve.aio.recv_into import RecvIntoStream
 from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
-from typedserve.drain import LINGER, PENDING_WAIT, SETTLE, DrainReport
+from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
 from typedserve.errors import StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
@@ -86,6 +89,12 @@ class RequestTable:
             else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # 3.12+: a datagram's task starts eagerly, so a handler that never waits ends within
+        # the accept callback: no loop round trip, no done callback, no set to join.
+        new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = loop.create_task
+        if sys.version_info >= (3, 12):
+            new_task = partial(asyncio.Task, loop=loop, eager_start=True)
+        self._datagram_task = new_task
         self._attaching: set[asyncio.Task[None]] = set()  # silent connections being attached
         self._parked = (  # connections with no input yet: attached, with no task
             None
@@ -94,8 +103,7 @@ class RequestTable:
         )
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
-        self._lingering: dict[int, Callable[[], None]] = {}  # refused, read until EOF: closers
-        self._lingered: asyncio.Future[None] | None = None  # a drain waits for the last one
+        self._lingering = Lingering(loop)  # refused: read until their end, then closed
         self._fd = self._transport.fileno()
         self._reading = False
         self._accepting = False
@@ -169,42 +177,9 @@ class RequestTable:
             if full or self._refusing:
                 self._refused += 1
                 if host.reject(request):
-                    self._linger(request)
+                    self._lingering.linger(request)
                 continue
             self._start(request)
-
-    def _linger(self, request: Request) -> None:
-        """Read and discard a refused connection's input until its EOF (at most ``LINGER``
-        seconds), then close it: closing with unread input would reset the busy reply."""
-        conn = request.connection
-        if conn is None:
-            request.close()
-            return
-        loop, fd = self._loop, conn.fileno()
-
-        def readable() -> None:
-            try:
-                data = conn.recv(65_536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                done()
-
-        def done() -> None:
-            if self._lingering.pop(fd, None) is None:
-                return
-            loop.remove_reader(fd)
-            timer.cancel()
-            request.close()
-            waiter = self._lingered
-            if not self._lingering and waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-        self._lingering[fd] = done
-        loop.add_reader(fd, readable)
-        timer = loop.call_later(LINGER, done)
 
     def _start(self, request: Request) -> None:
         # AsyncIO adapts the two built-in request kinds to its own (a stream attached to the
@@ -240,7 +215,10 @@ class RequestTable:
             runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
             task = runner.task
         elif isinstance(request, Datagram):
-            task = loop.create_task(self._serve_datagram(request))
+            task = self._datagram_task(self._serve_datagram(request))
+            if task.done():  # it ran to its end at once (3.12+): nothing to track
+                self._counters.add(FINISHED)
+                return
         else:
             request.close()
             self._counters.add(FINISHED)
@@ -413,9 +391,7 @@ class RequestTable:
                 self._refused += parked.refuse_all()
             if held:  # handshakes answered before the hold complete now: refuse them too
                 await asyncio.sleep(min(SETTLE, max(0.0, deadline - self._loop.time())))
-            if self._lingering and (left := deadline - self._loop.time()) > 0:
-                self._lingered = self._loop.create_future()
-                await asyncio.wait([self._lingered], timeout=left)
+            await self._lingering.wait(deadline - self._loop.time())
             await self.close(pending)
         finally:
             self._refusing = False
@@ -436,8 +412,7 @@ class RequestTable:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
-        for done in list(self._lingering.values()):
-            done()
+        self._lingering.close_all()
         if self._parked is not None:
             self._parked.abort_all()
         for stream in [*self._flushing, *self._streams]:
