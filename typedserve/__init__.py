@@ -18,11 +18,13 @@ Layers, lowest first (a module imports only its own layer or lower ones; ``tests
 checks it; ARCHITECTURE.md walks a request through them):
 
 1. Values and sans-IO decisions: ``errors``, ``activation`` (the sockets systemd passed),
-   ``_wakeup``, ``framing``, ``proxy`` (the PROXY protocol header, parsed from bytes),
-   ``config`` (with ``_config_model``, ``_config_sources`` and ``tls.config``), ``requests``,
+   ``_wakeup``, ``framing``, ``proxy`` (the PROXY protocol header, parsed from bytes, and
+   ``proxy.config``, its config table), ``config`` (with ``_config_model``,
+   ``_config_sources`` and ``tls.config``), ``requests``,
    ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``.
-2. Network endpoints and handler-side types: ``transports``, ``tls`` (the ``SSLContext`` built
-   from a ``tls.config``), ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
+2. Network endpoints and handler-side types: ``transports`` (``transports.proxied``: the
+   PROXY protocol wrapper), ``tls`` (the ``SSLContext`` built from a ``tls.config``),
+   ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
    ``options``, ``systemd`` (``sd_notify`` and its watchdog).
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
     from typedserve.host import Host, LoopHost
     from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
+    from typedserve.proxy.config import ProxyProtocolConfig
     from typedserve.requests import (
         Datagram,
         InetSockAddr,
@@ -104,6 +107,7 @@ if TYPE_CHECKING:
         UnixDatagramTransport,
         UnixStreamTransport,
     )
+    from typedserve.transports.proxied import ProxiedStreamRequest, ProxyProtocolTransport
     from typedserve.transports.tls import TLSStreamRequest, TLSTransport
 
 __version__ = "0.1.0"
@@ -134,6 +138,9 @@ _EXPORTS: dict[str, str] = {
     "TLSInfo": "typedserve.tls.info",
     "TLSStreamRequest": "typedserve.transports.tls",
     "TLSTransport": "typedserve.transports.tls",
+    "ProxiedStreamRequest": "typedserve.transports.proxied",
+    "ProxyProtocolConfig": "typedserve.proxy.config",
+    "ProxyProtocolTransport": "typedserve.transports.proxied",
     "Handler": "typedserve.handlers",
     "HandlerFactory": "typedserve.handlers",
     "Host": "typedserve.host",
@@ -219,7 +226,10 @@ __all__ = [
     "PeerAddress",
     "PeerCertificate",
     "Prefork",
+    "ProxiedStreamRequest",
+    "ProxyProtocolConfig",
     "ProxyProtocolError",
+    "ProxyProtocolTransport",
     "Request",
     "Server",
     "ServerClosedError",

@@ -94,6 +94,10 @@ class ServerHost(Generic[RequestT]):
         """Count and verify ``request``."""
         return self._server._serving.admit(request)
 
+    def admit_opened(self, request: RequestT) -> bool:
+        """Apply the access policy that waited for ``request``'s opening."""
+        return self._server._serving.verified_after_open(request)
+
     def reject(self, request: RequestT) -> bool:
         """Turn ``request`` away cleanly; whether the caller must linger, then close it."""
         return self._server._serving.reject(request, linger=False)

@@ -4,6 +4,9 @@
   policy; :meth:`Serving.reject` turns one away (busy hook, clean refusal). Loop thread.
 - :meth:`Serving.serve` runs the handler life cycle (``setup`` → ``handle`` → ``finish``,
   ``close`` always) and closes the request; it never raises. Strategy's thread or process.
+  A transport's ``open_request`` (a TLS handshake, a PROXY protocol header) runs first there;
+  with a transport whose ``verify_after_open`` is true, the access policy runs after it (on
+  the client a PROXY header names) instead of in :meth:`Serving.admit`.
 - :meth:`Serving.cut_running` cuts every request whose handler runs in this process now (a
   drain's deadline). Any thread.
 
@@ -21,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from threading import get_ident
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 from typedserve.config import ServerConfig
 from typedserve.context import ServerContext
@@ -31,13 +34,14 @@ from typedserve.counters import (
     ERRORS,
     FINISHED,
     HANDSHAKE_FAILURES,
+    PROXY_REFUSED,
     REFUSED,
     REJECTED,
     SLOW,
     Counters,
 )
 from typedserve.drain import BusyPolicy
-from typedserve.errors import ConfigError, HandshakeError
+from typedserve.errors import ConfigError, HandshakeError, ProxyProtocolError
 from typedserve.handlers import HandlerFactory, declared_framing
 from typedserve.options import ServerOptions
 from typedserve.policies import (
@@ -47,6 +51,7 @@ from typedserve.policies import (
     log_disconnect,
     log_error,
     log_handshake_failure,
+    log_proxy_refusal,
 )
 from typedserve.requests import PeerAddress, Request, RequestT
 
@@ -70,7 +75,7 @@ class Serving(Generic[RequestT]):
         options: ServerOptions[RequestT],
         counters: Counters,
         serial: bool,
-        opener: Callable[[RequestT], None] | None = None,
+        transport: object = None,
     ) -> None:
         self.factory = factory
         self.counters = counters
@@ -87,13 +92,19 @@ class Serving(Generic[RequestT]):
         # close() knows it was called from a handler when its thread is a key.
         self.live: dict[int, RequestT] = {}
         self.serial_request: RequestT | None = None
-        self.open_request: Callable[[RequestT], None] | None = opener
+        opener: Callable[[RequestT], None] | None = getattr(transport, "open_request", None)
+        self.open_request = opener
         """What must happen to a request on the thread that serves it, before its handler
-        (the transport's ``open_request``: a TLS handshake); ``None``: nothing."""
+        (the transport's ``open_request``: a TLS handshake, a PROXY header); ``None``: nothing."""
+        self.verify_opened: AccessPolicy[RequestT] | None = None
+        """The access policy, when it waits for the opening (``verify_after_open``)."""
+        if opener is not None and getattr(transport, "verify_after_open", False):
+            self.verify_opened, self.verify = self.verify, None
         if opener is not None and declared_framing(factory) is not None:
             raise ConfigError(
                 f"{getattr(factory, '__name__', factory)} declares a framing, which the server "
-                "cannot read through this transport's requests (TLS): serve it unframed"
+                "cannot read through this transport's requests (TLS, PROXY protocol): serve it "
+                "unframed"
             )
 
     # -- the loop thread -------------------------------------------------------------------------
@@ -106,15 +117,28 @@ class Serving(Generic[RequestT]):
 
     def verified(self, verify: AccessPolicy[RequestT], request: RequestT) -> bool:
         """Apply ``verify`` to an accepted request; close and count it if refused."""
-        try:
-            allowed = verify(request)
-        except Exception as exc:
-            self.report(exc, request.peer)
-            allowed = False
+        allowed = self._allows(verify, request)
         if not allowed:
             self.counters.row[REFUSED] += 1
             request.close()
         return allowed
+
+    def verified_after_open(self, request: RequestT) -> bool:
+        """Apply the access policy that waited for the opening (any thread); close and count
+        the request as refused if it does not pass (then it is not counted as finished)."""
+        verify = self.verify_opened
+        if verify is None or self._allows(verify, request):
+            return True
+        self.counters.add(REFUSED)
+        request.close()
+        return False
+
+    def _allows(self, verify: AccessPolicy[RequestT], request: RequestT) -> bool:
+        try:
+            return verify(request)
+        except Exception as exc:
+            self.report(exc, request.peer)
+            return False
 
     def reject(self, request: RequestT, *, linger: bool = True) -> bool:
         """Turn an admitted request away: busy hook, then a clean refusal. Returns whether the
@@ -152,6 +176,8 @@ class Serving(Generic[RequestT]):
             request.close()
             self.counters.add(FINISHED)
             return
+        if self.open_request is not None and not self._opened(request):
+            return
         serial = self.serial
         if serial:
             self.serial_request = request
@@ -161,8 +187,6 @@ class Serving(Generic[RequestT]):
         failed = False
         deadline = request.deadline
         try:
-            if self.open_request is not None:
-                self.open_request(request)  # HandshakeError: reported below, no handler
             handler = self.factory(request, self.context)  # type: ignore[arg-type]  # set by bind()
             try:
                 handler.setup()
@@ -195,6 +219,31 @@ class Serving(Generic[RequestT]):
                 logger.debug("%r ran past timeouts.request", request)
                 counters.add(SLOW)
 
+    def _opened(self, request: RequestT) -> bool:
+        """Run the transport's opening and the access policy that waited for it; ``False``:
+        the request ended there (closed and counted: finished, or refused)."""
+        opener = cast("Callable[[RequestT], None]", self.open_request)
+        serial = self.serial
+        thread = get_ident()
+        if serial:
+            self.serial_request = request
+        else:
+            self.live[thread] = request  # a drain may cut it while it opens
+        try:
+            opener(request)  # HandshakeError, ProxyProtocolError: reported, no handler
+        except Exception as exc:
+            self.report(exc, request.peer)
+            request.cut()
+            request.close()
+            self.counters.add(FINISHED)
+            return False
+        finally:
+            if serial:
+                self.serial_request = None
+            else:
+                del self.live[thread]
+        return self.verify_opened is None or self.verified_after_open(request)
+
     def report(self, exc: BaseException, peer: PeerAddress) -> None:
         """Count an error and pass it to the error policy (which must not raise, but may).
 
@@ -204,6 +253,10 @@ class Serving(Generic[RequestT]):
         if isinstance(exc, HandshakeError):
             self.counters.add(HANDSHAKE_FAILURES)
             log_handshake_failure(exc, peer)
+            return
+        if isinstance(exc, ProxyProtocolError):
+            self.counters.add(PROXY_REFUSED)
+            log_proxy_refusal(exc, peer)
             return
         if is_disconnect(exc):
             self.counters.add(DISCONNECTS)

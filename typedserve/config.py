@@ -44,6 +44,7 @@ from typedserve._config_sources import (
     merge,
     read_toml,
 )
+from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import TLSConfig
 
 __all__ = [
@@ -286,6 +287,10 @@ class ServerConfig(_Model, frozen=True):
     tls: Annotated[TLSConfig | None, _NONE_FROM_TEXT] = None
     """TLS for a stream server (:class:`~typedserve.tls.config.TLSConfig`); ``None`` (text:
     ``none``) serves plain TCP or Unix streams."""
+    proxy_protocol: Annotated[ProxyProtocolConfig | None, _NONE_FROM_TEXT] = None
+    """How a ``ProxyProtocolTransport`` reads PROXY protocol headers
+    (:class:`~typedserve.proxy.config.ProxyProtocolConfig`); ``None``: its defaults (required,
+    from loopback upstreams). Other transports ignore it."""
 
     # -- loaders ---------------------------------------------------------------------------
 

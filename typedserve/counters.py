@@ -25,6 +25,7 @@ __all__ = [
     "ERRORS",
     "FINISHED",
     "HANDSHAKE_FAILURES",
+    "PROXY_REFUSED",
     "REFUSED",
     "REJECTED",
     "SLOW",
@@ -49,7 +50,10 @@ DISCONNECTS: Final = 6
 or a write found it closed (``BrokenPipeError``, e.g. after a drain cut it) (under the lock)."""
 HANDSHAKE_FAILURES: Final = 7
 """Connections whose TLS handshake failed or timed out, before any handler (under the lock)."""
-_FIELDS: Final = 8
+PROXY_REFUSED: Final = 8
+"""Connections refused at their PROXY protocol header (missing, malformed, from an untrusted
+upstream, or too slow), before any handler (under the lock)."""
+_FIELDS: Final = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class Totals:
     finished: int
     disconnects: int
     handshake_failures: int
+    proxy_refused: int
 
     @property
     def in_flight(self) -> int:

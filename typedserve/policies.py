@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TypeAlias, TypeGuard
 
-from typedserve.errors import HandshakeError
+from typedserve.errors import HandshakeError, ProxyProtocolError
 from typedserve.requests import Datagram, PeerAddress, RequestT, StreamRequest
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "log_disconnect",
     "log_error",
     "log_handshake_failure",
+    "log_proxy_refusal",
 ]
 
 logger = logging.getLogger("typedserve.server")
@@ -105,6 +106,13 @@ def log_handshake_failure(exc: HandshakeError, peer: PeerAddress) -> None:
     """Log a failed TLS handshake: one INFO line on ``typedserve.server`` naming the peer and
     the reason, no traceback (a scanner or a misconfigured client is no server error)."""
     logger.info("TLS handshake with %s failed: %s", _describe(peer), exc.reason)
+
+
+def log_proxy_refusal(exc: ProxyProtocolError, upstream: PeerAddress) -> None:
+    """Log a connection refused at its PROXY protocol header: one INFO line on
+    ``typedserve.server`` naming the upstream (the connection's real peer) and the reason, no
+    traceback (a misconfigured balancer or a probe is no server error)."""
+    logger.info("PROXY protocol header from %s refused: %s", _describe(upstream), exc)
 
 
 def _describe(peer: PeerAddress) -> str:

@@ -12,11 +12,14 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias
 
 from typing_extensions import TypeVar
 
 from typedserve.tls.info import TLSInfo
+
+if TYPE_CHECKING:
+    from typedserve.proxy.header import ProxyHeader
 
 __all__ = [
     "AddrT",
@@ -143,6 +146,18 @@ class StreamRequest(Generic[AddrT_co]):
         plain one: a handler must check before reading it, or declare its request a
         ``TLSStreamRequest``."""
         return None
+
+    @property
+    def proxy(self) -> ProxyHeader | None:
+        """The PROXY protocol header the connection began with (a ``ProxyProtocolTransport``'s
+        requests, alone or under TLS: the TLVs, ``LOCAL``), ``None`` on a direct connection."""
+        return None
+
+    @property
+    def upstream(self) -> AddrT_co:
+        """The connection's real peer: :attr:`peer` on a direct connection, the load balancer
+        when a PROXY protocol header named another client as the ``peer``."""
+        return self.peer
 
     @property
     def local(self) -> AddrT_co:

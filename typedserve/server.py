@@ -156,8 +156,7 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         counters = Counters(self.strategy.process_slots)
         serial = self._dispatch is not None and self._dispatch.serial
         factory = cast("HandlerFactory[RequestT_co, Any]", handler)
-        opener = getattr(transport, "open_request", None)  # TLS: the handshake, off the loop
-        self._serving = Serving(factory, config, options, counters, serial, opener)
+        self._serving = Serving(factory, config, options, counters, serial, transport)
         self._host = ServerHost(self)
         self._life = Lifecycle()
         self._stop = StopSignal()

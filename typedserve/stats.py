@@ -36,6 +36,11 @@ class ServerStats:
     """Requests accepted and not finished: running, or queued in the strategy."""
     truncated: int
     """Oversized datagrams (see ``limits.truncated``), seen by this process's transport."""
+    proxy_refused: int = 0  # last, with a default: positional construction still works
+    """Connections refused at their PROXY protocol header (``ProxyProtocolTransport``): no
+    header where one is required, a malformed one, one from an upstream outside
+    ``proxy_protocol.trusted``, or one not complete within ``proxy_protocol.timeout``. Logged
+    as one INFO line each (the upstream and the reason); no handler ran."""
 
     @classmethod
     def of(cls, totals: Totals, *, truncated: int) -> ServerStats:
@@ -48,6 +53,7 @@ class ServerStats:
             disconnects=totals.disconnects,
             slow_clients=totals.slow_clients,
             handshake_failures=totals.handshake_failures,
+            proxy_refused=totals.proxy_refused,
             in_flight=totals.in_flight,
             truncated=truncated,
         )

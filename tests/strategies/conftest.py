@@ -83,7 +83,7 @@ def make_server(
         )
         config_fields = {
             k: options.pop(k)
-            for k in ("limits", "timeouts", "backlog", "shutdown", "tls")
+            for k in ("limits", "timeouts", "backlog", "shutdown", "tls", "proxy_protocol")
             if k in options
         }
         default_handler = (

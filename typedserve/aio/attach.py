@@ -7,6 +7,14 @@ its own non-blocking TLS handshake within ``timeouts.handshake``. A failed hands
 as a :class:`~typedserve.errors.HandshakeError` (counted, one INFO line), as the selector loop's
 serving threads report theirs. :func:`has_input` is the table's one-peek check for input that is
 already there.
+
+A connection from a ``ProxyProtocolTransport`` (alone or under TLS) first has its PROXY header
+read on the loop (:func:`read_proxy_header`: peeks when the socket is readable, never an
+application byte, within ``proxy_protocol.timeout``); then the access policy that waited for
+it runs (``host.admit_opened``), and the stream's ``peer`` becomes the client the header names.
+A refused header is reported as a :class:`~typedserve.errors.ProxyProtocolError` (counted in
+``proxy_refused``, one INFO line). :func:`opens_first` tells the table which requests these
+are: it attaches them before serving or parking them.
 """
 
 from __future__ import annotations
@@ -14,16 +22,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from typedserve.aio.stream import AsyncStream
 from typedserve.counters import SLOW
-from typedserve.errors import HandshakeError
+from typedserve.errors import HandshakeError, ProxyProtocolError
 from typedserve.host import Host
 from typedserve.requests import StreamRequest
+from typedserve.transports.proxied import ProxiedStreamRequest
 from typedserve.transports.tls import TLSStreamRequest
 
-__all__ = ["attach", "has_input"]
+__all__ = ["Refused", "attach", "has_input", "opens_first", "read_proxy_header"]
+
+Refused = Literal["refused"]
+""":func:`attach`'s answer for a connection the access policy refused after its PROXY header
+(closed, and counted as refused: not as finished)."""
 
 logger = logging.getLogger("typedserve.server")
 
@@ -42,17 +55,43 @@ def has_input(sock: socket.socket) -> bool:
     return True
 
 
+def opens_first(request: StreamRequest[Any]) -> ProxiedStreamRequest | None:
+    """The PROXY request to open before ``request`` is attached (itself, or the one under its
+    TLS), or ``None``."""
+    if isinstance(request, ProxiedStreamRequest):
+        return request
+    inner = getattr(request, "_inner", None)  # a TLS request's own, when its transport opens it
+    return inner if isinstance(inner, ProxiedStreamRequest) else None
+
+
 async def attach(
     loop: asyncio.AbstractEventLoop,
     request: StreamRequest[Any],
     stream: AsyncStream[Any],
     first_byte: float | None,
     host: Host[Any],
-) -> bool:
+) -> bool | Refused:
     """Attach ``request``'s connection to ``loop`` as ``stream`` (TLS: after its ClientHello,
-    within ``first_byte`` seconds, handshake included); ``False`` if that failed: the socket is
-    then closed, and a TLS failure reported (a silent TLS client counted as slow)."""
+    within ``first_byte`` seconds, handshake included; PROXY: after its header, see the module
+    docstring); ``False`` if that failed: the socket is then closed, and a TLS or PROXY failure
+    reported (a silent TLS client counted as slow). ``"refused"``: see :data:`Refused`."""
     sock = request.socket
+    proxied = opens_first(request)
+    if proxied is not None:
+        try:
+            await read_proxy_header(loop, proxied)
+        except (ProxyProtocolError, OSError) as exc:
+            host.report(exc, request.peer)
+            sock.close()
+            return False
+        except BaseException:
+            sock.close()
+            raise
+        if proxied is not request:  # TLS over PROXY: the TLS request names the client too
+            _set_peer(request, proxied.peer)
+        stream.peer = proxied.peer
+        if not host.admit_opened(request):
+            return "refused"
     try:
         if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
             if first_byte is not None and not await _readable(loop, sock, first_byte):
@@ -78,6 +117,39 @@ async def attach(
         sock.close()
         raise
     return True
+
+
+async def read_proxy_header(loop: asyncio.AbstractEventLoop, request: ProxiedStreamRequest) -> None:
+    """Read ``request``'s PROXY header without blocking the loop, as
+    ``ProxiedStreamRequest.open`` does on a thread: :class:`ProxyProtocolError` if it fails."""
+    reader = request.reader()
+    if reader is None:
+        return
+    sock = request.socket
+    sock.setblocking(False)
+    ends = loop.time() + reader.timeout
+    while True:
+        left = ends - loop.time()
+        if left <= 0 or not await _readable(loop, sock, left):
+            raise reader.timed_out()
+        try:
+            data = sock.recv(reader.size, socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        if not data:
+            raise reader.ended()
+        consume, done, header = reader.peeked(data)
+        while consume > 0:  # peeked already: in the socket's buffer, received at once
+            got = len(sock.recv(consume))
+            if not got:
+                raise reader.ended()
+            consume -= got
+        if done:
+            request.opened(header)
+            return
+
+
+_set_peer = vars(StreamRequest)["peer"].__set__
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket, timeout: float) -> bool:

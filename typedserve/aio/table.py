@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
-from typedserve.aio.attach import attach, has_input
+from typedserve.aio.attach import attach, has_input, opens_first
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.linger import Lingering
 from typedserve.aio.parked import ParkedStreams
@@ -203,11 +203,11 @@ class RequestTable:
                     idle=self._idle,
                     deadline=request.deadline,
                 )
-            if (
+            if opens_first(request) is not None or (
                 self._parked is not None
                 and not isinstance(request, TLSStreamRequest)
                 and not has_input(request.socket)
-            ):  # attach, then park: no task while it is silent
+            ):  # attach (a PROXY header first), then park: no task while it is silent
                 attaching = loop.create_task(self._attach(request, stream))
                 self._attaching.add(attaching)  # not in flight: it parks, or starts a task
                 attaching.add_done_callback(self._attaching.discard)
@@ -236,12 +236,13 @@ class RequestTable:
         except BaseException:
             self._counters.add(FINISHED)  # its request ends here
             raise
-        if not attached:
-            self._counters.add(FINISHED)
-        elif stream._buffer or stream._eof:
-            self._serve_attached(stream)
-        elif self._parked is not None:
-            self._parked.park(stream)
+        parked = self._parked
+        if attached is not True:  # False: it ends here; "refused": counted as refused already
+            self._counters.add(FINISHED, attached is False)
+        elif parked is None or stream._buffer or stream._eof or isinstance(stream, TLSAsyncStream):
+            self._serve_attached(stream)  # input already, or nothing parks it (PROXY, TLS)
+        else:
+            parked.park(stream)
 
     def _serve_attached(self, stream: AsyncStream[Any]) -> None:
         """Start the serving task of a stream already attached (it left the parking)."""

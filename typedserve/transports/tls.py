@@ -2,6 +2,9 @@
 
 ``TLSTransport(TCPTransport())`` listens as its inner transport does (TCP, Unix stream, an
 inherited fd) and accepts plain connections there; each becomes a :class:`TLSStreamRequest`.
+The inner transport may itself open its requests first: ``TLSTransport(ProxyProtocolTransport(
+TCPTransport()))`` reads the PROXY protocol header, then runs the handshake, and the TLS
+request answers ``proxy``, ``upstream`` and ``peer`` as the inner request does.
 Nothing TLS happens on the loop thread: a new connection waits in the loop for its first byte
 (the ClientHello) like any other, holding no worker, and the handshake runs where the request
 is served, through the transport's :meth:`TLSTransport.open_request` (the pool thread, the
@@ -28,15 +31,18 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any, ClassVar, Generic, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
 
 from typedserve.config import ServerConfig
 from typedserve.errors import ConfigError, HandshakeError, ServerClosedError
 from typedserve.requests import AddrT, AddrT_co, StreamRequest
 from typedserve.tls.context import TLSContextSource
 from typedserve.tls.info import SERVER_NAME, TLSInfo
-from typedserve.transports.base import TransportStats
-from typedserve.transports.stream import StreamTransport
+from typedserve.transports.base import Transport, TransportStats
+
+if TYPE_CHECKING:
+    from typedserve.proxy.header import ProxyHeader
 
 __all__ = ["TLSStreamRequest", "TLSTransport"]
 
@@ -68,7 +74,7 @@ class TLSStreamRequest(StreamRequest[AddrT_co]):
     the handshake is done (which is before the handler runs), and whose :attr:`tls` says what
     it negotiated."""
 
-    __slots__ = ("_cut", "_info", "context", "handshake_timeout")
+    __slots__ = ("_cut", "_info", "_inner", "_open_inner", "context", "handshake_timeout")
 
     replies_when_busy: ClassVar[bool] = False  # refused before the handshake: no busy reply
 
@@ -76,6 +82,21 @@ class TLSStreamRequest(StreamRequest[AddrT_co]):
     handshake_timeout: float | None
     _info: TLSInfo | None
     _cut: bool
+    _inner: StreamRequest[AddrT_co] | None  # the inner transport's request, when it opens one
+    _open_inner: Callable[[Any], None] | None
+
+    @property
+    def proxy(self) -> ProxyHeader | None:
+        """The inner request's PROXY protocol header (``TLSTransport(ProxyProtocolTransport(
+        ...))``), ``None`` otherwise."""
+        inner = self._inner
+        return None if inner is None else inner.proxy
+
+    @property
+    def upstream(self) -> AddrT_co:
+        """The connection's real peer (the load balancer behind a PROXY protocol header)."""
+        inner = self._inner
+        return self.peer if inner is None else inner.upstream
 
     @property
     def tls(self) -> TLSInfo:
@@ -87,7 +108,12 @@ class TLSStreamRequest(StreamRequest[AddrT_co]):
 
     def open(self) -> None:
         """Run the server side of the handshake on the calling thread (the one serving the
-        request), within ``handshake_timeout``; :class:`HandshakeError` if it fails."""
+        request), within ``handshake_timeout``; :class:`HandshakeError` if it fails. The inner
+        transport's opening (a PROXY protocol header) runs first, within its own bound."""
+        inner, open_inner = self._inner, self._open_inner
+        if inner is not None and open_inner is not None:
+            open_inner(inner)
+            _set_peer(self, inner.peer)
         raw = self.socket
         timeout = raw.gettimeout()
         deadline = self.deadline
@@ -148,12 +174,18 @@ _set_context = vars(TLSStreamRequest)["context"].__set__
 _set_handshake = vars(TLSStreamRequest)["handshake_timeout"].__set__
 _set_info = vars(TLSStreamRequest)["_info"].__set__
 _set_cut = vars(TLSStreamRequest)["_cut"].__set__
+_set_inner = vars(TLSStreamRequest)["_inner"].__set__
+_set_open_inner = vars(TLSStreamRequest)["_open_inner"].__set__
 
 
 def new_tls_request(
-    request: StreamRequest[AddrT], context: ssl.SSLContext, handshake: float | None
+    request: StreamRequest[AddrT],
+    context: ssl.SSLContext,
+    handshake: float | None,
+    open_inner: Callable[[Any], None] | None = None,
 ) -> TLSStreamRequest[AddrT]:
-    """A plain accepted connection as a :class:`TLSStreamRequest` (handshake not yet run)."""
+    """A plain accepted connection as a :class:`TLSStreamRequest` (handshake not yet run);
+    ``open_inner``: the inner transport's ``open_request``, run on ``request`` first."""
     tls: TLSStreamRequest[AddrT] = object.__new__(TLSStreamRequest)
     _set_socket(tls, request.socket)
     _set_peer(tls, request.peer)
@@ -162,6 +194,8 @@ def new_tls_request(
     _set_handshake(tls, handshake)
     _set_info(tls, None)
     _set_cut(tls, False)
+    _set_inner(tls, None if open_inner is None else request)
+    _set_open_inner(tls, open_inner)
     return tls
 
 
@@ -183,7 +217,9 @@ def _record_server_name(context: ssl.SSLContext) -> ssl.SSLContext:
 
 
 class TLSTransport(Generic[AddrT_co]):
-    """A ``Transport[TLSStreamRequest[A], A]`` over a stream transport of address type ``A``.
+    """A ``Transport[TLSStreamRequest[A], A]`` over a stream transport of address type ``A``
+    (one producing ``StreamRequest[A]``: ``TCPTransport``, ``UnixStreamTransport``, or a wrapper
+    such as ``ProxyProtocolTransport``, whose ``open_request`` runs before the handshake).
 
     Example::
 
@@ -199,9 +235,15 @@ class TLSTransport(Generic[AddrT_co]):
     """
 
     def __init__(
-        self, inner: StreamTransport[AddrT_co], *, context: ssl.SSLContext | None = None
+        self,
+        inner: Transport[StreamRequest[AddrT_co], AddrT_co],
+        *,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.inner = inner
+        self._open_inner: Callable[[Any], None] | None = getattr(inner, "open_request", None)
+        self.verify_after_open: bool = getattr(inner, "verify_after_open", False)
+        """The inner transport's (a PROXY header: the access policy waits for the client)."""
         self.stats: TransportStats = inner.stats  # the inner transport's counters
         self._context = None if context is None else _record_server_name(context)
         self._source: TLSContextSource | None = None  # config.tls, when no context was given
@@ -246,7 +288,8 @@ class TLSTransport(Generic[AddrT_co]):
         request = self.inner.receive()
         if request is None:
             return None
-        return new_tls_request(request, cast("ssl.SSLContext", self._context), self._handshake)
+        context = cast("ssl.SSLContext", self._context)
+        return new_tls_request(request, context, self._handshake, self._open_inner)
 
     def open_request(self, request: TLSStreamRequest[AddrT_co]) -> None:
         """Run the request's handshake (the server calls this on the serving thread)."""

@@ -19,6 +19,7 @@ from typedserve import (
     TLSConfig,
     UnixAddress,
 )
+from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import CertKeyPair
 
 config = ServerConfig()
@@ -33,6 +34,7 @@ tls = TLSConfig(certfile=Path("server.pem"), sni={"a.example": CertKeyPair(certf
 assert_type(tls.keyfile, Path | None)
 assert_type(config.tls, TLSConfig | None)
 assert_type(config.timeouts.handshake, float | None)
+assert_type(config.proxy_protocol, ProxyProtocolConfig | None)
 
 config.backlog = 3  # E: misc: Property "backlog" defined in "ServerConfig" is read-only
 config.timeouts.idle = 1.0  # E: misc: Property "idle" defined in "Timeouts" is read-only
@@ -46,3 +48,4 @@ Limits().overload = "reject"  # E: misc: Property "overload" defined in "Limits"
 ShutdownConfig().grace = 1.0  # E: misc: Property "grace" defined in "ShutdownConfig" is read-only
 tls.alpn = ("h2",)  # E: misc: Property "alpn" defined in "TLSConfig" is read-only
 tls.sni["a.example"].keyfile = None  # E: misc: Property "keyfile" defined in "CertKeyPair" is read-only
+ProxyProtocolConfig().mode = "off"  # E: misc: Property "mode" defined in "ProxyProtocolConfig" is read-only
