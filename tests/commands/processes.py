@@ -40,15 +40,18 @@ def _read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> tup
     assert process.stdout is not None
     deadline = time.monotonic() + _STARTUP_SECONDS
     text = ""
+    # Raw reads of the pipe, not readline(): two lines arriving together would leave the second
+    # in the text wrapper's buffer, where select() cannot see it.
+    fd = process.stdout.fileno()
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if not selector.select(deadline - time.monotonic()):
                 break
-            line = process.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            text += line
+            text += chunk.decode(errors="replace")
             match = pattern.search(text)
             if match:
                 group = match.group(1) if match.groups() else ""

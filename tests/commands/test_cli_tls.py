@@ -54,7 +54,7 @@ def test_sighup_reloads_the_certificate_files(
     first = echo_serial(server.port, client)
     write_pair(ca.issue_cert("127.0.0.1"), tmp_path)
     server.process.send_signal(signal.SIGHUP)
-    server.expect(r"certificate files reloaded")
+    server.expect(r"TLS certificates reloaded")
     serials = [echo_serial(server.port, client) for _ in range(3)]
     for _ in range(_ATTEMPTS):  # Prefork: the old workers may take a few more connections
         if serials[-1] != first:

@@ -27,7 +27,6 @@ follow a handshake, on the loop thread; it gets a clean close.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import ssl
 import time
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from typedserve.proxy.header import ProxyHeader
 
 __all__ = ["TLSStreamRequest", "TLSTransport"]
-
-logger = logging.getLogger("typedserve.server")
 
 # The plain socket calls: SSLSocket.shutdown also drops its TLS state, SSLSocket.recv decrypts.
 _shutdown = socket.socket.shutdown
@@ -303,7 +300,6 @@ class TLSTransport(Generic[AddrT_co]):
         if source is None or not source.reload():
             return False
         self._context = _record_server_name(source.context)
-        logger.info("TLS on %s: certificate files reloaded", self.address)
         return True
 
     def close(self) -> None:
