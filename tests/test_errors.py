@@ -466,8 +466,8 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
         "as asyncio's transports report it"
     ),
     ("handlers.py", "_arm_deadline", "TimeoutError"): (
-        "the timeouts.request deadline, raised as the socket timeout it stands in for (the "
-        "same deadline met inside recv raises the socket's own TimeoutError)"
+        "the timeouts.request deadline, raised as a socket timeout would be (an operation "
+        "already blocked at the deadline is ended by the server's cut instead)"
     ),
     ("counters.py", "Counters.use_row", "IndexError"): "an index out of range, as Python says",
     ("framing/custom.py", "_SplitFramer._first_frame", "ValueError"): (

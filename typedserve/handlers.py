@@ -171,12 +171,12 @@ class _DeadlineSocketIO(io.RawIOBase):
 
 
 def _arm_deadline(sock: socket.socket, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    """Refuse an operation once the request deadline has passed. An operation already blocked
+    then is ended by the server, which cuts the connection of a request past its deadline
+    (within the loop's sweep period): the socket keeps no timeout of its own, so each
+    ``recv``/``send`` stays one system call (a timeout would put a ``poll`` before each)."""
+    if time.monotonic() >= deadline:
         raise TimeoutError("the request deadline (timeouts.request) has passed")
-    current = sock.gettimeout()
-    if current is None or current > remaining:
-        sock.settimeout(remaining)
 
 
 class StreamHandler(Handler[StreamRequest[AddrT], StateT], Generic[StateT, AddrT]):

@@ -98,6 +98,8 @@ async def attach(
                 host.counters.add(SLOW)  # sent no ClientHello: as on a plain connection
                 sock.close()
                 return False
+            if sock.family != socket.AF_UNIX:  # as the selector loop's TLS (and asyncio's TCP)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await loop.connect_accepted_socket(
                 lambda: stream,
                 sock,
