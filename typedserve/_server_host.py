@@ -90,13 +90,11 @@ class ServerHost(Generic[RequestT]):
         """Call ``callback`` when a stop is requested (at once if one is pending)."""
         self._server._stop.on_stop(callback)
 
-    def admit(self, request: RequestT) -> bool:
-        """Count and verify ``request``."""
-        return self._server._serving.admit(request)
-
-    def admit_opened(self, request: RequestT) -> bool:
-        """Apply the access policy that waited for ``request``'s opening."""
-        return self._server._serving.verified_after_open(request)
+    def admit(self, request: RequestT, *, opened: bool = False) -> bool:
+        """Count and verify ``request`` (``opened``: apply the policy that waited for its
+        opening)."""
+        serving = self._server._serving
+        return serving.verified_after_open(request) if opened else serving.admit(request)
 
     def reject(self, request: RequestT) -> bool:
         """Turn ``request`` away cleanly; whether the caller must linger, then close it."""

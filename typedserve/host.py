@@ -1,8 +1,8 @@
 """The server as a strategy sees it, cut by need into two narrow protocols.
 
 - :class:`Host`: what any strategy that runs requests needs: the config, the transport, the
-  handler factory and context, the counters, admission (``admit``, ``admit_opened``,
-  ``reject``), error reporting, and the stop signal. An event-loop strategy (``AsyncIO``)
+  handler factory and context, the counters, admission (``admit``, ``reject``), error
+  reporting, and the stop signal. An event-loop strategy (``AsyncIO``)
   needs nothing more.
 - :class:`LoopHost`: adds the server's own selector loop and drain, and the few operations a
   strategy that forks needs (watch fds in the loop, release the listener, start afresh in a
@@ -64,14 +64,13 @@ class Host(Protocol[RequestT]):
         Called at once if a stop is already pending. Callbacks must not block.
         """
 
-    def admit(self, request: RequestT) -> bool:
-        """Count ``request`` as accepted and apply the access policy; a refused one is closed."""
+    def admit(self, request: RequestT, *, opened: bool = False) -> bool:
+        """Count ``request`` as accepted and apply the access policy; a refused one is closed.
 
-    def admit_opened(self, request: RequestT) -> bool:
-        """Apply the access policy that waits for a request's opening (a transport whose
-        ``verify_after_open`` is true: the client a PROXY header names) once the strategy has
-        opened it; a refused request is closed and counted as refused, not finished. ``True``
-        when no policy waits."""
+        ``opened=True``, once a strategy has opened a request counted at accept: apply the
+        policy that waited for the opening (a transport whose ``verify_after_open`` is true:
+        the client a PROXY header names); a refused request is closed and counted as refused,
+        not finished. ``True`` when no policy waits."""
 
     def reject(self, request: RequestT) -> bool:
         """Turn an admitted request away: the busy hook, then a clean refusal; counted.

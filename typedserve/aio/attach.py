@@ -11,7 +11,8 @@ already there.
 A connection from a ``ProxyProtocolTransport`` (alone or under TLS) first has its PROXY header
 read on the loop (:func:`read_proxy_header`: peeks when the socket is readable, never an
 application byte, within ``proxy_protocol.timeout``); then the access policy that waited for
-it runs (``host.admit_opened``), and the stream's ``peer`` becomes the client the header names.
+it runs (``host.admit(request, opened=True)``), and the stream's ``peer`` becomes the client
+the header names.
 A refused header is reported as a :class:`~typedserve.errors.ProxyProtocolError` (counted in
 ``proxy_refused``, one INFO line). :func:`opens_first` tells the table which requests these
 are: it attaches them before serving or parking them.
@@ -90,7 +91,7 @@ async def attach(
         if proxied is not request:  # TLS over PROXY: the TLS request names the client too
             _set_peer(request, proxied.peer)
         stream.peer = proxied.peer
-        if not host.admit_opened(request):
+        if not host.admit(request, opened=True):
             return "refused"
     try:
         if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
