@@ -31,7 +31,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Literal
+from typing import ClassVar, Literal
 
 from typing_extensions import TypeVar
 
@@ -40,8 +40,8 @@ from typedserve.errors import ProxyProtocolError
 from typedserve.proxy import NeedMore, ProxyAddress, ProxyHeader, parse
 from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.requests import InetSockAddr, PeerAddress, StreamRequest, UnixSockAddr
-from typedserve.transports.base import TransportStats
 from typedserve.transports.stream import StreamTransport
+from typedserve.transports.wrapping import WrappingTransport
 
 __all__ = ["HeaderReader", "ProxiedStreamRequest", "ProxyProtocolTransport", "ProxySettings"]
 
@@ -237,7 +237,7 @@ def new_proxied_request(
     return proxied
 
 
-class ProxyProtocolTransport(Generic[StreamAddrT_co]):
+class ProxyProtocolTransport(WrappingTransport[StreamAddrT_co]):
     """A ``Transport[ProxiedStreamRequest, A]`` over a stream transport of address type ``A``
     (see the module docstring), configured by ``config.proxy_protocol`` (``None``: the
     defaults, a header required from loopback upstreams).
@@ -259,8 +259,8 @@ class ProxyProtocolTransport(Generic[StreamAddrT_co]):
     header names), not at accept (to the balancer)."""
 
     def __init__(self, inner: StreamTransport[StreamAddrT_co]) -> None:
+        super().__init__(inner)
         self.inner = inner
-        self.stats: TransportStats = inner.stats  # the inner transport's counters
         self._settings = ProxySettings.of(ProxyProtocolConfig())
 
     @property
@@ -274,19 +274,6 @@ class ProxyProtocolTransport(Generic[StreamAddrT_co]):
         self._settings = ProxySettings.of(config.proxy_protocol or ProxyProtocolConfig())
         self.inner.bind(config)
 
-    def activate(self) -> None:
-        """Listen (the inner transport)."""
-        self.inner.activate()
-
-    @property
-    def address(self) -> StreamAddrT_co:
-        """The inner transport's bound address."""
-        return self.inner.address
-
-    def fileno(self) -> int:
-        """The listening socket's fd."""
-        return self.inner.fileno()
-
     def receive(self) -> ProxiedStreamRequest | None:
         """Accept one connection (its header is read where it is served)."""
         request = self.inner.receive()
@@ -297,7 +284,3 @@ class ProxyProtocolTransport(Generic[StreamAddrT_co]):
     def open_request(self, request: ProxiedStreamRequest) -> None:
         """Read the request's header (the server calls this on the serving thread)."""
         request.open()
-
-    def close(self) -> None:
-        """Close the inner transport."""
-        self.inner.close()

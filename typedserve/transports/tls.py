@@ -31,14 +31,15 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from typedserve.config import ServerConfig
 from typedserve.errors import ConfigError, HandshakeError, ServerClosedError
 from typedserve.requests import AddrT, AddrT_co, StreamRequest
 from typedserve.tls.context import TLSContextSource
 from typedserve.tls.info import SERVER_NAME, TLSInfo
-from typedserve.transports.base import Transport, TransportStats
+from typedserve.transports.base import Transport
+from typedserve.transports.wrapping import WrappingTransport
 
 if TYPE_CHECKING:
     from typedserve.proxy.header import ProxyHeader
@@ -213,7 +214,7 @@ def _record_server_name(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
-class TLSTransport(Generic[AddrT_co]):
+class TLSTransport(WrappingTransport[AddrT_co]):
     """A ``Transport[TLSStreamRequest[A], A]`` over a stream transport of address type ``A``
     (one producing ``StreamRequest[A]``: ``TCPTransport``, ``UnixStreamTransport``, or a wrapper
     such as ``ProxyProtocolTransport``, whose ``open_request`` runs before the handshake).
@@ -237,11 +238,11 @@ class TLSTransport(Generic[AddrT_co]):
         *,
         context: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__(inner)
         self.inner = inner
         self._open_inner: Callable[[Any], None] | None = getattr(inner, "open_request", None)
         self.verify_after_open: bool = getattr(inner, "verify_after_open", False)
         """The inner transport's (a PROXY header: the access policy waits for the client)."""
-        self.stats: TransportStats = inner.stats  # the inner transport's counters
         self._context = None if context is None else _record_server_name(context)
         self._source: TLSContextSource | None = None  # config.tls, when no context was given
         self._handshake: float | None = None
@@ -267,19 +268,6 @@ class TLSTransport(Generic[AddrT_co]):
         self._handshake = config.timeouts.handshake
         self.inner.bind(config)
 
-    def activate(self) -> None:
-        """Listen (the inner transport)."""
-        self.inner.activate()
-
-    @property
-    def address(self) -> AddrT_co:
-        """The inner transport's bound address."""
-        return self.inner.address
-
-    def fileno(self) -> int:
-        """The listening socket's fd."""
-        return self.inner.fileno()
-
     def receive(self) -> TLSStreamRequest[AddrT_co] | None:
         """Accept one connection (plain: its handshake runs where it is served)."""
         request = self.inner.receive()
@@ -301,7 +289,3 @@ class TLSTransport(Generic[AddrT_co]):
             return False
         self._context = _record_server_name(source.context)
         return True
-
-    def close(self) -> None:
-        """Close the inner transport."""
-        self.inner.close()
