@@ -27,6 +27,7 @@ from typedserve import (
     UnixAddress,
     UnixStreamTransport,
 )
+from typedserve.metrics.config import MetricsConfig
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -442,7 +443,11 @@ unix = st.builds(
     mode=st.none() | st.integers(0, 0o7777),
     stale=st.sampled_from(["probe", "error"]),
 )
-files = st.text(string.ascii_letters + "/._-", min_size=1, max_size=40).map(Path)
+files = (
+    st.text(string.ascii_letters + "/._-", min_size=1, max_size=40)
+    .filter(lambda text: text.lower() not in ("none", "null"))  # how text spells None, or not
+    .map(Path)
+)
 tls = st.builds(
     TLSConfig,
     certfile=files.filter(lambda path: path != Path(".")),
@@ -465,6 +470,13 @@ configs = st.builds(
         handshake=seconds,
     ),
     tls=st.none() | tls,
+    metrics=st.builds(
+        MetricsConfig,
+        duration_histogram=st.booleans(),
+        buckets=st.lists(
+            st.floats(min_value=1e-6, max_value=1e6), min_size=1, max_size=20, unique=True
+        ).map(lambda bounds: tuple(sorted(bounds))),
+    ),
 )
 
 
@@ -501,6 +513,9 @@ def as_text(dotted: str, value: object) -> str:
     if dotted == "tls.alpn":
         assert isinstance(value, tuple)
         return ",".join(value) or "none"
+    if dotted == "metrics.buckets":
+        assert isinstance(value, tuple)
+        return ",".join(map(repr, value))
     return str(value)
 
 

@@ -38,6 +38,7 @@ from typedserve.errors import (
     ConfigError,
     FramingError,
     HandshakeError,
+    MissingDependencyError,
     ProxyProtocolError,
     ServerClosedError,
     ServerStateError,
@@ -284,6 +285,7 @@ BUILTIN_BASES: dict[type[TypedServeError], type[Exception]] = {
     BindError: OSError,
     UnsupportedPlatformError: OSError,
     HandshakeError: OSError,
+    MissingDependencyError: ImportError,
     StateError: RuntimeError,
     ServerStateError: RuntimeError,
     ServerClosedError: RuntimeError,
@@ -446,6 +448,9 @@ ALLOWED_BUILTIN_RAISES: dict[tuple[str, str, str], str] = {
     ("__init__.py", "__getattr__", "AttributeError"): (
         "the module __getattr__ protocol (the package imports its exports lazily): a name that "
         "is not an export is an AttributeError, as for any module"
+    ),
+    ("metrics/__init__.py", "__getattr__", "AttributeError"): (
+        "as above: typedserve.metrics imports its exports lazily too"
     ),
     ("config.py", "InetAddress._dual_stack_needs_ipv6", "ValueError"): (
         "a pydantic validator signals a rejected value with ValueError; ServerConfig turns the "

@@ -32,6 +32,8 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.tls.info",
         "typedserve.counters",
         "typedserve.admission",
+        "typedserve.metrics.config",
+        "typedserve.metrics.histogram",
     ),
     (
         "typedserve.transports",
@@ -64,6 +66,7 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve.testing",
         "typedserve.cli",
         "typedserve.demo",
+        "typedserve.metrics",
         "typedserve.__main__",
         "typedserve",
     ),

@@ -21,7 +21,9 @@ checks it; ARCHITECTURE.md walks a request through them):
    ``_wakeup``, ``framing``, ``proxy`` (the PROXY protocol header, parsed from bytes, and
    ``proxy.config``, its config table), ``config`` (with ``_config_model``,
    ``_config_sources`` and ``tls.config``), ``requests``,
-   ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``.
+   ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``,
+   ``metrics.config`` (the ``metrics`` config table) and ``metrics.histogram`` (the
+   request-duration histogram, recorded in the counters).
 2. Network endpoints and handler-side types: ``transports`` (``transports.proxied``: the
    PROXY protocol wrapper), ``tls`` (the ``SSLContext`` built from a ``tls.config``),
    ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
@@ -32,7 +34,8 @@ checks it; ARCHITECTURE.md walks a request through them):
 6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy;
    ``server_factory``, the shape the command line builds servers with; ``_server_params``,
    its type parameters).
-7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``.
+7. Built on the whole: ``compat``, ``testing``, ``cli``, ``demo``, ``metrics`` (the
+   Prometheus collector and its HTTP endpoint; ``prometheus_client`` is imported there only).
 """
 
 from typing import TYPE_CHECKING
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
         ConfigError,
         FramingError,
         HandshakeError,
+        MissingDependencyError,
         ProxyProtocolError,
         ServerClosedError,
         ServerStateError,
@@ -134,6 +138,7 @@ _EXPORTS: dict[str, str] = {
     "ForkPerRequest": "typedserve.strategies",
     "FramingError": "typedserve.errors",
     "HandshakeError": "typedserve.errors",
+    "MissingDependencyError": "typedserve.errors",
     "PeerCertificate": "typedserve.tls.info",
     "TLSInfo": "typedserve.tls.info",
     "TLSStreamRequest": "typedserve.transports.tls",
@@ -223,6 +228,7 @@ __all__ = [
     "Limits",
     "LoopHost",
     "LoopOwner",
+    "MissingDependencyError",
     "PeerAddress",
     "PeerCertificate",
     "Prefork",

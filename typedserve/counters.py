@@ -10,14 +10,25 @@ updated under :attr:`Counters.lock`. A reader sums the rows (:meth:`Counters.tot
 Every accepted request ends in exactly one of ``refused``, ``rejected`` or ``finished``, so the
 requests in flight are ``accepted - refused - rejected - finished`` summed over the rows.
 ``errors`` and ``disconnects`` say how some of them ended (a handler bug, a network event).
+
+With ``durations`` (the bucket bounds of the request-duration histogram,
+``metrics.duration_histogram``), each row also has one column per bucket (the requests whose
+duration fell in it, not cumulative; the last is above every bound) and one for the sum of the
+durations in nanoseconds, after the fields: :meth:`Counters.observe_duration` writes this
+process's row, :meth:`Counters.totals` sums them into :class:`DurationTotals`. Without it the
+rows are the fields alone, and the hot path is the same.
 """
 
 from __future__ import annotations
 
 import mmap
 import threading
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Final
+
+from typedserve.errors import StateError
 
 __all__ = [
     "ACCEPTED",
@@ -30,6 +41,7 @@ __all__ = [
     "REJECTED",
     "SLOW",
     "Counters",
+    "DurationTotals",
     "Totals",
 ]
 
@@ -57,6 +69,33 @@ _FIELDS: Final = 9
 
 
 @dataclass(frozen=True, slots=True)
+class DurationTotals:
+    """The request-duration histogram summed over every row (seconds)."""
+
+    bounds: tuple[float, ...]
+    """The buckets' upper bounds, increasing (``metrics.buckets``); ``+Inf`` is implied."""
+    counts: tuple[int, ...]
+    """Requests per bucket, not cumulative: ``counts[i]`` took at most ``bounds[i]`` seconds and
+    more than ``bounds[i - 1]``; the last (one more than ``bounds``) took longer than them all."""
+    sum: float
+    """The durations added up, in seconds."""
+
+    @property
+    def count(self) -> int:
+        """How many requests were observed."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, requests that took at most that long)`` per bucket, as Prometheus
+        exposes them, ending with ``(inf, count)``."""
+        pairs, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            pairs.append((bound, total))
+        return pairs
+
+
+@dataclass(frozen=True, slots=True)
 class Totals:
     """The counters summed over every row."""
 
@@ -69,6 +108,8 @@ class Totals:
     disconnects: int
     handshake_failures: int
     proxy_refused: int
+    durations: DurationTotals | None = field(default=None, kw_only=True)
+    """The request-duration histogram; ``None`` when the counters have none."""
 
     @property
     def in_flight(self) -> int:
@@ -84,19 +125,27 @@ class Counters:
     the shared mapping. With ``processes=0`` (every request is served in this process) there is
     no mapping and the row is a plain ``list``: sharing would buy nothing, and the server
     updates two fields per request, each about twice as fast on a list.
+
+    ``durations``: the bucket bounds of a request-duration histogram whose columns follow the
+    fields in every row (see the module docstring); ``None``: no histogram.
     """
 
-    __slots__ = ("_all", "_map", "_rows", "lock", "row")
+    __slots__ = ("_all", "_bounds", "_map", "_rows", "_sum_column", "_width", "lock", "row")
 
-    def __init__(self, processes: int = 0) -> None:
+    def __init__(self, processes: int = 0, durations: Sequence[float] | None = None) -> None:
         self._rows = 1 + processes
+        self._bounds = tuple(durations) if durations is not None else None
+        # Columns after the fields: a bucket per bound, the one above them all, the sum (ns).
+        self._sum_column = _FIELDS + len(self._bounds) + 1 if self._bounds is not None else 0
+        self._width = self._sum_column + 1 if self._bounds is not None else _FIELDS
         self._map: mmap.mmap | None = None
         self._all: memoryview | list[int]
         if processes:
-            self._map = mmap.mmap(-1, 8 * _FIELDS * self._rows)  # anonymous: MAP_SHARED on Unix
+            size = 8 * self._width * self._rows
+            self._map = mmap.mmap(-1, size)  # anonymous: MAP_SHARED on Unix
             self._all = memoryview(self._map).cast("q")
         else:
-            self._all = [0] * _FIELDS
+            self._all = [0] * self._width
         self.row: memoryview | list[int] = self._row(0)
         self.lock = threading.Lock()
 
@@ -105,11 +154,16 @@ class Counters:
         """How many rows (serving processes) the counters hold."""
         return self._rows
 
+    @property
+    def durations(self) -> tuple[float, ...] | None:
+        """The bucket bounds of the request-duration histogram; ``None``: it has none."""
+        return self._bounds
+
     def _row(self, index: int) -> memoryview | list[int]:
         values = self._all
         if isinstance(values, list):  # the one row of an unshared table: itself, not a copy
             return values
-        return values[index * _FIELDS : (index + 1) * _FIELDS]
+        return values[index * self._width : (index + 1) * self._width]
 
     def use_row(self, index: int) -> None:
         """Write row ``index`` from now on (called in a child process right after ``fork``).
@@ -125,6 +179,21 @@ class Counters:
         """Add to a field of this process's row under the lock (for handler threads)."""
         with self.lock:
             self.row[field] += amount
+
+    def observe_duration(self, seconds: float) -> None:
+        """Count one request that took ``seconds`` in this process's row of the histogram
+        (any thread; under the lock). Only counters made with ``durations`` have one."""
+        bounds = self._bounds
+        if bounds is None:
+            raise StateError("these counters have no duration histogram (durations=None)")
+        column = _FIELDS + bisect_left(bounds, seconds)  # bisect_left: a bound is "at most"
+        nanoseconds = int(seconds * 1e9) if seconds > 0 else 0
+        lock = self.lock
+        lock.acquire()
+        row = self.row
+        row[column] += 1
+        row[self._sum_column] += nanoseconds
+        lock.release()
 
     def settle(self, index: int, lost_errors: bool = True) -> int:
         """Mark the requests left in flight in row ``index`` as finished; return how many.
@@ -142,12 +211,17 @@ class Counters:
 
     def totals(self) -> Totals:
         """Sum every row (a snapshot; rows written concurrently may be a moment apart)."""
-        sums = [0] * _FIELDS
+        width = self._width
+        sums = [0] * width
         values = self._all
-        for base in range(0, self._rows * _FIELDS, _FIELDS):
-            for field in range(_FIELDS):
-                sums[field] += values[base + field]
-        return Totals(*sums)
+        for base in range(0, self._rows * width, width):
+            for column in range(width):
+                sums[column] += values[base + column]
+        durations = None
+        if self._bounds is not None:
+            counts = tuple(sums[_FIELDS : self._sum_column])
+            durations = DurationTotals(self._bounds, counts, sums[self._sum_column] / 1e9)
+        return Totals(*sums[:_FIELDS], durations=durations)
 
     def close(self) -> None:
         """Release the mapping (after every process using it has ended)."""

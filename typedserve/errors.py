@@ -4,18 +4,19 @@ Each class also keeps the builtin base that code written for the stdlib already 
 ``except TypedServeError`` catches everything typedserve diagnoses and ``except ValueError`` (or
 ``OSError``, ...) keeps working::
 
-    TypedServeError                          the base; the CLI and a missing uvloop raise it as is
-    +-- ConfigError (ValueError)             a config field or constructor argument is rejected
-    +-- TransportMismatchError (ValueError)  an inherited socket does not fit its transport
-    +-- FramingError (ValueError)            a peer's bytes break its handler's framing
-    +-- ProxyProtocolError (ValueError)      a peer's PROXY protocol header is missing or malformed
-    +-- StrategyMismatchError (TypeError)    the strategy cannot serve that handler or call
-    +-- BindError (OSError)                  the listening endpoint cannot be created or bound
-    +-- UnsupportedPlatformError (OSError)   the OS or Python lacks a feature (os.pidfd_open)
-    +-- HandshakeError (OSError)             a client's TLS handshake failed or timed out
-    `-- StateError (RuntimeError)            an object is used out of order (a framer fed after EOF)
-        +-- ServerStateError                 the server's phase forbids the call (serving twice)
-        `-- ServerClosedError                the server, transport or strategy is closed or unbound
+    TypedServeError                           the base; the CLI and a missing uvloop raise it as is
+    +-- ConfigError (ValueError)              a config field or constructor argument is rejected
+    +-- TransportMismatchError (ValueError)   an inherited socket does not fit its transport
+    +-- FramingError (ValueError)             a peer's bytes break its handler's framing
+    +-- ProxyProtocolError (ValueError)       a peer's PROXY protocol header is missing or malformed
+    +-- StrategyMismatchError (TypeError)     the strategy cannot serve that handler or call
+    +-- BindError (OSError)                   the listening endpoint cannot be created or bound
+    +-- UnsupportedPlatformError (OSError)    the OS or Python lacks a feature (os.pidfd_open)
+    +-- HandshakeError (OSError)              a client's TLS handshake failed or timed out
+    +-- MissingDependencyError (ImportError)  an optional dependency (an extra) is not installed
+    `-- StateError (RuntimeError)             an object is used out of order (framer fed after EOF)
+        +-- ServerStateError                  the server's phase forbids the call (serving twice)
+        `-- ServerClosedError                 the server, transport or strategy is closed or unbound
 
 Outside the tree, on purpose: an I/O condition reported the way the socket would report it
 (``TimeoutError`` at the ``timeouts.request`` deadline, ``ConnectionResetError`` from a lost
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "FramingError",
     "HandshakeError",
+    "MissingDependencyError",
     "ProxyProtocolError",
     "ServerClosedError",
     "ServerStateError",
@@ -99,6 +101,12 @@ class HandshakeError(TypedServeError, OSError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class MissingDependencyError(TypedServeError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra that installs it (``pip install 'typedserve[prometheus]'``). It is also an
+    :class:`ImportError` (``name`` is the missing module), so ``except ImportError`` works."""
 
 
 class UnsupportedPlatformError(TypedServeError, OSError):

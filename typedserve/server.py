@@ -153,7 +153,7 @@ class Server(Generic[RequestT_co, StateT_co, AddressT_co, StrategyT_co]):
         self._on_timeout = options.get("on_timeout")
         # Only a dispatching strategy runs on the server's loop; AsyncIO casts its factory back.
         self._dispatch: Strategy | None = chosen if isinstance(chosen, Strategy) else None
-        counters = Counters(self.strategy.process_slots)
+        counters = Counters(self.strategy.process_slots, config.metrics.histogram)
         serial = self._dispatch is not None and self._dispatch.serial
         factory = cast("HandlerFactory[RequestT_co, Any]", handler)
         self._serving = Serving(factory, config, options, counters, serial, transport)

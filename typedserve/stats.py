@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from typedserve.counters import Totals
+from typedserve.counters import DurationTotals, Totals
 
-__all__ = ["ServerStats"]
+__all__ = ["DurationTotals", "ServerStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,9 @@ class ServerStats:
     header where one is required, a malformed one, one from an upstream outside
     ``proxy_protocol.trusted``, or one not complete within ``proxy_protocol.timeout``. Logged
     as one INFO line each (the upstream and the reason); no handler ran."""
+    request_durations: DurationTotals | None = None
+    """How long the requests served took (a histogram: bucket bounds, counts, sum), with
+    ``metrics.duration_histogram`` on; ``None`` when it is off."""
 
     @classmethod
     def of(cls, totals: Totals, *, truncated: int) -> ServerStats:
@@ -56,4 +59,5 @@ class ServerStats:
             proxy_refused=totals.proxy_refused,
             in_flight=totals.in_flight,
             truncated=truncated,
+            request_durations=totals.durations,
         )
