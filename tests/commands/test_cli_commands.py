@@ -268,6 +268,11 @@ _ECHO = "typedserve.demo:StreamEcho"
         ([_ECHO, "--config", "/nonexistent/server.toml"], "cannot read the config file"),
         ([_ECHO, "--unix", "/tmp/x.sock", "--port", "1"], "--unix cannot be combined"),
         ([_ECHO, "--port", "70000"], "address.port = 70000"),
+        # Metrics.
+        ([_ECHO, "--metrics", "9100"], "--metrics: expected HOST:PORT"),
+        ([_ECHO, "--metrics", "127.0.0.1:99999"], "--metrics: expected HOST:PORT with a port"),
+        ([_ECHO, "--metrics", "::1:9100"], "(e.g. 127.0.0.1:9100, [::1]:9100), got '::1:9100'"),
+        ([_ECHO, "--metrics-histogram"], "--metrics-histogram needs --metrics HOST:PORT"),
     ],
 )
 def test_serve_mistakes_get_one_clear_line_before_binding(args: list[str], message: str) -> None:

@@ -42,6 +42,10 @@ A second SIGINT or SIGTERM while stopping exits 1 at once, without waiting for t
 exit closes the connections still open; a ``fork`` child goes on until its request ends and
 ``prefork`` workers finish their own drain.
 
+Metrics: ``serve --metrics HOST:PORT`` serves Prometheus's ``/metrics`` for the server
+(:mod:`typedserve.cli.metrics`; ``--metrics-histogram`` adds the request-duration histogram), from
+before it binds until it has stopped; it needs ``pip install 'typedserve[prometheus]'``.
+
 Under systemd: ``--fd systemd --fdname NAME`` serves the socket passed under that name
 (:mod:`typedserve.activation`); with ``$NOTIFY_SOCKET`` set (``Type=notify``) the command sends
 ``READY=1`` once every server's loop runs and ``STOPPING=1`` when the stop begins, and the loops
@@ -56,11 +60,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from typedserve.cli import commands
+from typedserve.cli.metrics import add_metrics_flags
 from typedserve.cli.stopping import STOP_MARGIN, run_until_signal
 from typedserve.cli.targets import STRATEGY_NAMES, strategy_from_name
 
 # Here: the flags and main(). commands.py runs each subcommand, targets.py turns MODULE:ATTR
-# into a server, stopping.py serves until a signal and bounds the stop.
+# into a server, stopping.py serves until a signal and bounds the stop, metrics.py serves
+# /metrics (--metrics).
 
 __all__ = ["STOP_MARGIN", "STRATEGY_NAMES", "main", "run_until_signal", "strategy_from_name"]
 
@@ -100,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, metavar="N", help="size for pool/fork/prefork")
     _add_tls_flags(serve)
+    add_metrics_flags(serve)
     serve.set_defaults(command=commands.serve)
 
     demo = subcommands.add_parser("demo", help="run the embedded echo server on TCP and UDP")

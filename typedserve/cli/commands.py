@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from typedserve.cli.demo_tls import self_signed
+from typedserve.cli.metrics import CommandMetrics, metrics_overrides
 from typedserve.cli.stopping import format_address, serve_until_signal
 from typedserve.cli.targets import (
     check_workers,
@@ -62,7 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides["address.host"] = args.host
         if args.port is not None:
             overrides["address.port"] = args.port
-    return overrides | _tls_overrides(args)
+    return overrides | _tls_overrides(args) | metrics_overrides(args)
 
 
 def _fd_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,17 +102,27 @@ def serve(args: argparse.Namespace) -> int:
     """``typedserve serve MODULE:ATTR``: build the target's server (see
     :mod:`typedserve.cli.targets`), then serve it until a signal."""
     with _rejections():
+        metrics = CommandMetrics(args)
         check_workers(args.workers)
         config = ServerConfig.load(toml=args.config, overrides=_overrides(args))
         if config.tls is not None:  # read the certificates now: a bad one is exit 2, not a log
             build_context(config.tls)
         target = import_target(args.target)
         shape = handler_shape(args.target, target) if isinstance(target, type) else None
-        if shape is not None:
-            server = server_for_handler(shape, config, args)
-        else:
-            server = server_from_factory(args.target, target, config, args)
-    return serve_until_signal([server])
+        metrics.start()  # /metrics first: an address taken there leaves nothing bound
+        try:
+            if shape is not None:
+                server = server_for_handler(shape, config, args)
+            else:
+                server = server_from_factory(args.target, target, config, args)
+        except BaseException:
+            metrics.close()
+            raise
+        metrics.expose([server])
+    try:
+        return serve_until_signal([server])
+    finally:
+        metrics.close()  # after the server stopped
 
 
 # -- demo -----------------------------------------------------------------------------------------
