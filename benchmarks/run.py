@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,12 @@ READY_BASELINE = "stdlib-ThreadingTCPServer script"
 READY_TARGET = "examples.echo_server:LineEcho"
 READY_ROWS = (READY_BASELINE, f"typedserve serve {READY_TARGET}")
 READY_BANNER = re.compile(r"serving TCP on 127\.0\.0\.1:(\d+)")
+
+# The metrics group: the tcp echo of these strategies with typedserve.metrics off, on (the
+# collector registered, /metrics served and scraped after each run; histogram off), and on
+# with the request-duration histogram, side by side in one scenario (servers.py metrics).
+METRICS_STRATEGIES = frozenset({"ThreadPool", "AsyncIO"})
+METRICS_VARIANTS = ("+metrics", "+metrics+histogram")
 
 
 def log(message: str) -> None:
@@ -385,6 +392,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         conns=50,
     ),
     Scenario(
+        "metrics echo 1KiB x50",
+        "metrics",
+        ("echo", "--conns", "50", "--size", "1024"),
+        baseline="typedserve-ThreadPool",
+        needs_concurrency=True,
+        conns=50,
+    ),
+    Scenario(
         "startup import", "import", baseline=IMPORT_BASELINE, metric="ms", higher_better=False
     ),
     Scenario(
@@ -453,8 +468,11 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def started(argv: Sequence[str], log_name: str, pin: bool) -> Iterator[tuple[int, int]]:
-    """Start a server process; yield ``(pid, port)`` once it printed its port."""
+def started(
+    argv: Sequence[str], log_name: str, pin: bool, extra: list[str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Start a server process; yield ``(pid, port)`` once it printed its port. What follows the
+    port on its line (the ``/metrics`` URL of a metrics row) is appended to ``extra``."""
     LOGS.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", log_name)
     with (LOGS / f"{safe}.log").open("ab") as err:
@@ -469,9 +487,12 @@ def started(argv: Sequence[str], log_name: str, pin: bool) -> Iterator[tuple[int
         try:
             assert proc.stdout is not None
             line = read_line(proc.stdout, 30.0)
-            if not line or not line.isdigit():
+            port, _, rest = (line or "").partition(" ")
+            if not port.isdigit():
                 raise RuntimeError(f"{log_name}: no port on stdout (see {err.name})")
-            yield proc.pid, int(line)
+            if extra is not None and rest:
+                extra.append(rest)
+            yield proc.pid, int(port)
         finally:
             stop_process(proc)
 
@@ -570,7 +591,9 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
         args = (*args, "--tls", cfg.tls[0])  # the generator trusts the self-signed certificate
     tls_notes: list[dict[str, Any]] = []
     argv = server.argv(scenario.kind, cfg.tls)
-    with started(argv, f"{server.name}-{scenario.kind}", cfg.pin) as (pid, port):
+    urls: list[str] = []  # a metrics row's /metrics, scraped after each run (not timed)
+    scraped: list[dict[str, float]] = []
+    with started(argv, f"{server.name}-{scenario.kind}", cfg.pin, urls) as (pid, port):
         if cfg.warmup > 0:
             run_loadgen(args, port, cfg.warmup, cfg.pin)
         time_wait: list[int] = []
@@ -587,13 +610,46 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
             result.p99_us.append(float(out["p99_us"]))
             result.errors += int(out["errors"])
             result.loss += int(out["loss"])
+            if urls:
+                scraped.append(scrape_metrics(urls[0]))
     notes = [result.note] if result.note else []
+    if scraped:
+        notes.append(metrics_note(scraped))
     if scenario.kind == "tls":
         notes += tls_run_notes(tls_notes)
     if scenario.loadgen[:1] == ("connect",):
         notes.append(f"TIME_WAIT before {'/'.join(map(str, time_wait))}")
     result.note = "; ".join(notes)
     return result
+
+
+def scrape_metrics(url: str) -> dict[str, float]:
+    """``GET url`` (a Prometheus text exposition): each ``typedserve_*`` sample's value summed
+    over its labels, by sample name (a bucket counts under ``NAME_bucket{le}``)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        match = re.fullmatch(r"(typedserve_\w+)(?:\{([^}]*)\})? (\S+)", line)
+        if match is None:
+            continue
+        name, labels, value = match.groups()
+        le = re.search(r'le="([^"]*)"', labels or "")
+        values[f"{name}{{{le[1]}}}" if le else name] += float(value)
+    return dict(values)
+
+
+def metrics_note(scraped: Sequence[dict[str, float]]) -> str:
+    """What the scrapes after each run of a metrics row said: the server's accepted count, and
+    the histogram's count and mean when it has one."""
+    last = scraped[-1]
+    note = f"scraped {len(scraped)}x: accepted {last.get('typedserve_accepted_total', 0):.0f}"
+    count = last.get("typedserve_request_duration_seconds_count")
+    if count is not None:
+        total = last.get("typedserve_request_duration_seconds_sum", 0.0)
+        mean = f", mean {total / count * 1e6:.0f} us" if count else ""
+        note += f", histogram count {count:.0f}{mean}"
+    return note
 
 
 def tls_run_notes(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -1170,6 +1226,7 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
                         r.note,
                         same_loop_ratios(r, by_key),
                         tls_ratios(r, by_key),
+                        metrics_ratios(r, by_key),
                         bottleneck(r),
                     )
                     if n
@@ -1191,6 +1248,18 @@ def same_loop_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
         if other is not None and other.median:
             parts.append(f"{fmt_ratio(r.median, other.median)} {peer}")
     return ", ".join(parts)
+
+
+def metrics_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
+    """For a row of the metrics scenario with metrics on: its ratio to the same strategy with
+    metrics off, in the same run (the cost of the metrics)."""
+    base, plus, _ = r.server.partition("+")
+    if r.scenario.kind != "metrics" or not plus or r.median is None:
+        return ""
+    other = by_key.get((r.scenario.name, base))
+    if other is None or not other.median:
+        return ""
+    return f"{fmt_ratio(r.median, other.median)} metrics off ({base})"
 
 
 def tls_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
@@ -1379,7 +1448,7 @@ def strategy_specs(strategies: dict[str, int | None], uvloop_ok: bool) -> dict[s
     return specs
 
 
-LOADGEN_KINDS = frozenset({"tcp", "udp", "files", "file-lines", "tls"})
+LOADGEN_KINDS = frozenset({"tcp", "udp", "files", "file-lines", "tls", "metrics"})
 """Scenario kinds measured by the C load generator against one server process."""
 FILE_KINDS = frozenset({"files", "file-lines"})
 FILE_STRATEGIES = frozenset({"Inline", "ThreadPerRequest", "ThreadPool"})
@@ -1407,20 +1476,28 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
     if uvloop_ok:
         servers.append(ServerSpec("uvloop-streams", tcp_lines | tls, "asyncio"))
         servers.append(ServerSpec("uvloop-protocol", both, "asyncio"))
+    metrics = frozenset({"metrics"})  # the tcp echo, metrics off (and on: the variants)
     for name, capacity in strategies.items():
+        strategy = name.partition(":")[0]
         servers.append(
             ServerSpec(
                 f"typedserve-{name}",
                 both
                 | {"lines"}
                 | (files if name in FILE_STRATEGIES else frozenset())
-                | (tls if name.partition(":")[0] in TLS_STRATEGIES else frozenset()),
+                | (tls if strategy in TLS_STRATEGIES else frozenset())
+                | (metrics if strategy in METRICS_STRATEGIES else frozenset()),
                 "typedserve",
                 capacity=capacity,
-                concurrent=name.partition(":")[0] not in SERIAL_STRATEGIES,
-                idle_ok=name.partition(":")[0] not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
+                concurrent=strategy not in SERIAL_STRATEGIES,
+                idle_ok=strategy not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
             )
         )
+        if strategy in METRICS_STRATEGIES:
+            servers += [
+                ServerSpec(f"typedserve-{name}{variant}", metrics, "typedserve", capacity=capacity)
+                for variant in METRICS_VARIANTS
+            ]
     return servers
 
 

@@ -1,6 +1,7 @@
 """Echo servers under test, one per process: ``python benchmarks/servers.py KIND NAME``.
 
-KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines`` or ``tls`` (see below).
+KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines``, ``tls`` or ``metrics`` (see
+below).
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
 listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes;
@@ -27,6 +28,14 @@ and ``uvloop-streams`` (``start_server(..., ssl=context)``), all with
 ``SSLContext(PROTOCOL_TLS_SERVER)`` and ``load_cert_chain``, as their users write it; and
 ``typedserve-<Strategy>`` over ``TLSTransport(TCPTransport())`` with ``config.tls`` naming the
 files (the context typedserve builds from it).
+``metrics`` is the ``tcp`` echo of ``typedserve-<Strategy>`` with the Prometheus metrics of
+``typedserve.metrics`` as a deployment turns them on: ``typedserve-<Strategy>`` alone (metrics
+off, the row the others are compared with), ``typedserve-<Strategy>+metrics`` (the server
+registered in ``prometheus_client``'s default registry and ``/metrics`` served by a
+``MetricsEndpoint`` on 127.0.0.1, on a thread of the server's process; the request-duration
+histogram off) and ``typedserve-<Strategy>+metrics+histogram`` (also
+``metrics.duration_histogram``). With metrics the port line also carries the endpoint's URL:
+``PORT http://127.0.0.1:MPORT/metrics``.
 """
 
 from __future__ import annotations
@@ -58,9 +67,9 @@ BACKLOG = socket.SOMAXCONN  # typedserve's default backlog, used by every server
 REPO = Path(__file__).resolve().parent.parent
 
 
-def announce(port: int) -> None:
-    """Tell the controller we are ready."""
-    sys.stdout.write(f"{port}\n")
+def announce(port: int, url: str = "") -> None:
+    """Tell the controller we are ready (and, with metrics, where ``/metrics`` is)."""
+    sys.stdout.write(f"{port} {url}\n" if url else f"{port}\n")
     sys.stdout.flush()
 
 
@@ -378,10 +387,12 @@ def is_async(strategy: Any) -> bool:
     return type(strategy).__name__ == "AsyncIO"
 
 
-def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) -> Any:
+def typedserve_server(
+    kind: str, spec: str, tls: tuple[str, str] | None = None, histogram: bool = False
+) -> Any:
     """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``;
     ``tls``: the ``tcp`` echo over ``TLSTransport(TCPTransport())``, ``config.tls`` naming the
-    certificate and key files."""
+    certificate and key files; ``histogram``: ``metrics.duration_histogram`` on."""
     if kind == "lines":
         return typedserve_line_server(spec)
     if kind in ("files", "file-lines"):
@@ -421,6 +432,8 @@ def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) 
         handler = Echo if kind in ("tcp", "tls") else UdpEcho
     address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
     fields: dict[str, Any] = {"address": address, "backlog": BACKLOG}
+    if histogram:
+        fields["metrics"] = {"duration_histogram": True}
     transport: Any
     if kind == "tls":
         if tls is None:
@@ -487,9 +500,26 @@ def typedserve_file_server(kind: str, spec: str) -> Any:
 
 
 def run_typedserve(kind: str, spec: str, tls: tuple[str, str] | None = None) -> None:
-    with typedserve_server(kind, spec, tls) as server:
-        announce(server.address[1])
-        server.serve_forever()
+    """Serve ``typedserve-SPEC``; ``SPEC+metrics[+histogram]`` (the ``metrics`` rows) also
+    serves ``/metrics`` (and keeps the request-duration histogram)."""
+    spec, *options = spec.split("+")
+    if kind == "metrics":
+        kind = "tcp"
+    elif options:
+        sys.exit(f"+{'+'.join(options)}: only the metrics rows have options")
+    if not set(options) <= {"metrics", "histogram"}:
+        sys.exit(f"unknown options {options!r}: +metrics, +metrics+histogram")
+    with typedserve_server(kind, spec, tls, histogram="histogram" in options) as server:
+        if "metrics" not in options:
+            announce(server.address[1])
+            server.serve_forever()
+            return
+        from typedserve.metrics import MetricsEndpoint, register  # type: ignore[import-not-found,unused-ignore]
+
+        register(server, name="bench")
+        with MetricsEndpoint(HOST, 0) as endpoint:
+            announce(server.address[1], endpoint.url)
+            server.serve_forever()
 
 
 def default_concurrency(strategy: Any) -> int | None:
@@ -510,7 +540,8 @@ def default_concurrency(strategy: Any) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "kind", choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "list-strategies"]
+        "kind",
+        choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "metrics", "list-strategies"],
     )
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
