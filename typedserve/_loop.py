@@ -310,11 +310,8 @@ class SelectorLoop(Reactor, Generic[RequestT]):
 
     # -- draining --------------------------------------------------------------------------------
 
-    def drain(
-        self, grace: float, listener: ListenerOnDrain, release: Callable[[], None]
-    ) -> DrainReport:
-        """Drain within ``grace`` seconds (see ``LoopHost.drain``); ``release`` closes this
-        process's copy of the listener when ``listener="release"``."""
+    def drain(self, grace: float, listener: ListenerOnDrain) -> DrainReport:
+        """Drain within ``grace`` seconds (see ``LoopHost.drain``)."""
         deadline = time.monotonic() + grace
         strategy, serving, row = self.strategy, self.serving, self.serving.counters.row
         self._resume_at, self._paused = None, False
@@ -329,10 +326,6 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 queued = queued_connections(fd)
                 held = listener != "share" and hold_new_connections(fd)
                 self._take_backlog(deadline, self._backlog if queued is None else queued)
-            if listener == "release":
-                self.set_listening(False)
-                release()
-                backlog = False
             # Draining first: what begin_drain reads from the listener is refused, not served
             # (the backlog was taken above); past the deadline it reads nothing, so nothing
             # starts that no one would cut (an Inline drain's watchdog has already fired).
