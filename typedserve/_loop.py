@@ -324,7 +324,8 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if backlog:
                 fd = self.transport.fileno()
                 queued = queued_connections(fd)
-                held = listener != "share" and hold_new_connections(fd)
+                # "share": the supervisor held the socket before telling this worker to stop.
+                held = hold_new_connections(fd) if listener == "refuse" else True
                 self._take_backlog(deadline, self._backlog if queued is None else queued)
             # Draining first: what begin_drain reads from the listener is refused, not served
             # (the backlog was taken above); past the deadline it reads nothing, so nothing

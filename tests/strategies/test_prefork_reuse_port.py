@@ -6,15 +6,24 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.strategies.support import WAIT, CommandStream, Gate
-from tests.strategies.test_drain_hostile import Arrivals
+from tests.strategies.test_drain_hostile import Arrivals, busy
 from tests.strategies.test_processes import send_and_read
-from typedserve import InetAddress, Prefork, Server, ServerConfig, TCPTransport
+from typedserve import (
+    DrainReport,
+    InetAddress,
+    Prefork,
+    Server,
+    ServerConfig,
+    ShutdownConfig,
+    TCPTransport,
+)
 from typedserve.testing import LeakCheck, serve_in_thread
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,11 +42,14 @@ def leak_check() -> Iterator[None]:
 
 def reuse_port_server(prefork: Prefork, gate: Gate) -> Server[Any, Any]:
     return Server(
-        config=ServerConfig(address=InetAddress(), reuse_port=True),
+        config=ServerConfig(
+            address=InetAddress(), reuse_port=True, shutdown=ShutdownConfig(grace=WAIT)
+        ),
         transport=TCPTransport(),
         handler=CommandStream,
         strategy=prefork,
         state={"gate": gate.address},
+        on_busy=busy,
     )
 
 
@@ -86,3 +98,28 @@ def test_a_rolling_restart_under_arrivals_resets_nobody(leak_check: None, gate: 
     assert outcomes.other == []
     assert outcomes.never == 0
     assert outcomes.completed == outcomes.settled
+
+
+def test_a_drain_under_arrivals_resets_nobody(leak_check: None, gate: Gate) -> None:
+    """Each worker serves what its position's socket queued at the stop; the supervisor holds
+    every socket, so later arrivals are refused with BUSY or never established, not reset."""
+    prefork = Prefork(workers=2, threads_per_worker=2)
+    server = reuse_port_server(prefork, gate)
+    reports: list[DrainReport | None] = []
+    stopper = threading.Thread(target=lambda: reports.append(server.shutdown(grace=WAIT)))
+    with serve_in_thread(server):
+        assert prefork.wait_ready(WAIT)
+        with Arrivals(("127.0.0.1", server.address[1]), socket.AF_INET, early=0) as arrivals:
+            arrivals.go()
+            assert arrivals.wait_settled(5)
+            attempted = arrivals.outcomes.settled
+            stopper.start()
+            assert arrivals.wait_attempts(attempted + 20)  # during the drain, and after it
+            stopper.join(WAIT + 5)
+            assert not stopper.is_alive()
+            outcomes = arrivals.finish()
+    assert outcomes.reset == [], outcomes
+    assert outcomes.other == [], outcomes
+    [report] = reports
+    assert report is not None
+    assert report.cut == 0
