@@ -77,6 +77,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._limit = BATCH  # requests to take in this wait (1 for handle_request)
         self._dispatched = 0
         self._draining = False
+        self._serve_late = False  # while draining: serve what the listener still yields
         self._drain_deadline: float | None = None  # while draining: nothing starts after it
         self._listening = False
         self._paused = False  # full: accepting resumes when a request finishes
@@ -168,8 +169,10 @@ class SelectorLoop(Reactor, Generic[RequestT]):
 
     def _dispatch_ready(self, limit: int, stop: StopSignal) -> int:
         if self._draining:
-            self._refuse_backlog()
-            return 0
+            if not self._serve_late or self._past_drain_deadline():
+                self._refuse_backlog()
+                return 0
+            stop = NEVER  # a straggler the hold let through: served like the backlog
         # Everything the loop touches per request is bound once here, not looked up each time.
         receive, strategy, submit = self.transport.receive, self.strategy, self.strategy.submit
         serving, arrive = self.serving, self._arrive
@@ -310,11 +313,8 @@ class SelectorLoop(Reactor, Generic[RequestT]):
 
     # -- draining --------------------------------------------------------------------------------
 
-    def drain(
-        self, grace: float, listener: ListenerOnDrain, release: Callable[[], None]
-    ) -> DrainReport:
-        """Drain within ``grace`` seconds (see ``LoopHost.drain``); ``release`` closes this
-        process's copy of the listener when ``listener="release"``."""
+    def drain(self, grace: float, listener: ListenerOnDrain) -> DrainReport:
+        """Drain within ``grace`` seconds (see ``LoopHost.drain``)."""
         deadline = time.monotonic() + grace
         strategy, serving, row = self.strategy, self.serving, self.serving.counters.row
         self._resume_at, self._paused = None, False
@@ -327,12 +327,14 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if backlog:
                 fd = self.transport.fileno()
                 queued = queued_connections(fd)
-                held = listener != "share" and hold_new_connections(fd)
+                # TCP (whose queue TCP_INFO measures): the hold drops new SYNs, so only the
+                # handshakes answered before it can still land; each is served, as the
+                # backlog is. A Unix listener's hold lets arrivals in one at a time for as
+                # long as it lasts: those are refused.
+                self._serve_late = queued is not None
+                # "share": the supervisor held the socket before telling this worker to stop.
+                held = hold_new_connections(fd) if listener == "refuse" else True
                 self._take_backlog(deadline, self._backlog if queued is None else queued)
-            if listener == "release":
-                self.set_listening(False)
-                release()
-                backlog = False
             # Draining first: what begin_drain reads from the listener is refused, not served
             # (the backlog was taken above); past the deadline it reads nothing, so nothing
             # starts that no one would cut (an Inline drain's watchdog has already fired).
@@ -374,7 +376,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
             if backlog:
                 self._refuse_backlog()
         finally:
-            self._draining, self._drain_deadline = False, None
+            self._draining, self._drain_deadline, self._serve_late = False, None, False
             if watchdog is not None:
                 watchdog.cancel()
         completed = in_flight_before + taken - still_running

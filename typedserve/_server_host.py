@@ -121,7 +121,7 @@ class ServerHost(Generic[RequestT]):
 
     def drain(self, grace: float, listener: ListenerOnDrain = "refuse") -> DrainReport:
         """The selector loop's drain."""
-        return self.loop().drain(grace, listener, self.release_listener)
+        return self.loop().drain(grace, listener)
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         """Watch ``fd`` in the loop."""
@@ -132,13 +132,6 @@ class ServerHost(Generic[RequestT]):
         loop = self._server._loop
         if loop is not None:
             loop.unwatch(fd)
-
-    def release_listener(self) -> None:
-        """Stop watching and close this process's copy of the listener (fd only)."""
-        loop = self._server._loop
-        if loop is not None:
-            loop.set_listening(False)
-        _close_fd_only(self._server.transport)
 
     def after_fork(
         self, *, loop: bool, keep_listener: bool = True, rebind: ServerConfig | None = None

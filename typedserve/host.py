@@ -27,7 +27,7 @@ from typedserve.transports.base import Transport
 
 __all__ = ["Host", "ListenerOnDrain", "LoopHost"]
 
-ListenerOnDrain: TypeAlias = Literal["refuse", "share", "leave", "release"]
+ListenerOnDrain: TypeAlias = Literal["refuse", "share", "leave"]
 """What a drain does with the listening socket (see :meth:`LoopHost.drain`)."""
 
 
@@ -105,8 +105,7 @@ class LoopHost(Host[RequestT], Protocol[RequestT]):
         stopping on a socket its supervisor owns) does the same without holding the socket,
         which is the supervisor's decision;
         ``"leave"`` (a worker retiring while others share its socket) stops watching it and
-        takes nothing; ``"release"`` (a worker retiring from a ``SO_REUSEPORT`` group) serves
-        its own backlog, then closes its socket so the kernel sends new connections to others.
+        takes nothing.
         """
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
@@ -114,10 +113,6 @@ class LoopHost(Host[RequestT], Protocol[RequestT]):
 
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd`` (before closing it)."""
-
-    def release_listener(self) -> None:
-        """Stop watching and close this process's copy of the listening socket (fd only, no
-        cleanup such as unlinking a Unix socket file another process still serves)."""
 
     def after_fork(
         self, *, loop: bool, keep_listener: bool = True, rebind: ServerConfig | None = None

@@ -268,6 +268,16 @@ _ECHO = "typedserve.demo:StreamEcho"
         ([_ECHO, "--config", "/nonexistent/server.toml"], "cannot read the config file"),
         ([_ECHO, "--unix", "/tmp/x.sock", "--port", "1"], "--unix cannot be combined"),
         ([_ECHO, "--port", "70000"], "address.port = 70000"),
+        # PROXY protocol.
+        ([_ECHO, "--proxy-trusted", "10.0.0.300/8"], "an IP network in CIDR form"),
+        (
+            ["typedserve.demo:DatagramEcho", "--proxy-protocol", "required"],
+            "reads PROXY protocol headers on streams only",
+        ),
+        (
+            ["examples.kv_store:build_server", "--port", "0", "--proxy-protocol", "required"],
+            "wrap its transport in a ProxyProtocolTransport",
+        ),
         # Metrics.
         ([_ECHO, "--metrics", "9100"], "--metrics: expected HOST:PORT"),
         ([_ECHO, "--metrics", "127.0.0.1:99999"], "--metrics: expected HOST:PORT with a port"),

@@ -63,21 +63,31 @@ def run_haproxy(backend: PeerAddress, directory: Path) -> Iterator[Balancer]:
     ports = {1: free_port(), 2: free_port()}
     config = directory / "haproxy.cfg"
     config.write_text(config_text(backend, ports))
+    with haproxy_process(config, directory):
+        yield Balancer(ports)
+
+
+@contextlib.contextmanager
+def haproxy_process(
+    config: Path, directory: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``haproxy -Ws -f config`` with ``env`` added to the environment; yield once it is
+    ready (its ``READY=1`` on a notify socket in ``directory``); stop and reap it at the end."""
     notify_path = directory / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
         notify.settimeout(WAIT)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+        full_env = {**os.environ, **(env or {}), "NOTIFY_SOCKET": str(notify_path)}
         process = subprocess.Popen(
             [HAPROXY, "-Ws", "-f", str(config)],
-            env=env,
+            env=full_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         try:
             while b"READY=1" not in notify.recv(4096):  # each wait bounded by WAIT
                 pass
-            yield Balancer(ports)
+            yield process
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -196,7 +196,7 @@ def test_prefork_with_reuse_port_serves_from_replacements_and_a_rolling_restart(
         port = server.address[1]  # each worker binds its own socket to it
         assert ask(port, b"echo:first") == b"first"
         victim = prefork.pids[0]
-        os.kill(victim, signal.SIGKILL)  # the supervisor's own socket is gone by now
+        os.kill(victim, signal.SIGKILL)  # its socket stays, the supervisor's, for the replacement
         assert prefork.wait_ready(WAIT, replacing=[victim])
         old = prefork.pids
         prefork.restart_workers()

@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, metavar="N", help="size for pool/fork/prefork")
     _add_tls_flags(serve)
+    _add_proxy_flags(serve)
     add_metrics_flags(serve)
     serve.set_defaults(command=commands.serve)
 
@@ -142,6 +143,25 @@ def _add_address_flags(parser: argparse.ArgumentParser, *, unix: bool = True) ->
             help="with --fd systemd (implied): the passed socket whose LISTEN_FDNAMES entry "
             "(FileDescriptorName=) is NAME (address.name)",
         )
+
+
+def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+    proxy = parser.add_argument_group(
+        "PROXY protocol, behind a load balancer (the [proxy_protocol] table of the config)"
+    )
+    proxy.add_argument(
+        "--proxy-protocol",
+        choices=("off", "optional", "required"),
+        help="read a PROXY protocol header (v1 or v2) at the start of each connection: "
+        "proxy_protocol.mode",
+    )
+    proxy.add_argument(
+        "--proxy-trusted",
+        action="append",
+        metavar="CIDR",
+        help="an upstream network allowed to send a header (repeatable; default: loopback): "
+        "proxy_protocol.trusted",
+    )
 
 
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:

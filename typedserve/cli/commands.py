@@ -63,7 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides["address.host"] = args.host
         if args.port is not None:
             overrides["address.port"] = args.port
-    return overrides | _tls_overrides(args) | metrics_overrides(args)
+    return overrides | _tls_overrides(args) | _proxy_overrides(args) | metrics_overrides(args)
 
 
 def _fd_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,6 +92,18 @@ def _tls_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {f"tls.{name}": value for name, value in given.items() if value is not None}
     if "tls.client_ca" in overrides:
         overrides["tls.client_auth"] = "required"
+    return overrides
+
+
+def _proxy_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--proxy-protocol MODE`` and ``--proxy-trusted CIDR`` (``serve`` only) as
+    ``proxy_protocol.*`` fields."""
+    overrides: dict[str, Any] = {}
+    mode, trusted = getattr(args, "proxy_protocol", None), getattr(args, "proxy_trusted", None)
+    if mode is not None:
+        overrides["proxy_protocol.mode"] = mode
+    if trusted:
+        overrides["proxy_protocol.trusted"] = tuple(trusted)
     return overrides
 
 

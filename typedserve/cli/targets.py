@@ -19,6 +19,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from typedserve.cli.transports import (
+    ADDRESSES,
+    base_transport,
+    check_factory_transport,
+    wrap_for_config,
+)
 from typedserve.config import InetAddress, ServerConfig, UnixAddress
 from typedserve.errors import TypedServeError
 from typedserve.handlers import Handler
@@ -34,14 +40,7 @@ from typedserve.requests import (
 from typedserve.server import Server
 from typedserve.server_factory import ServerFactory
 from typedserve.strategies.base import Strategy
-from typedserve.transports import (
-    TCPTransport,
-    UDPTransport,
-    UnixDatagramTransport,
-    UnixStreamTransport,
-)
 from typedserve.transports.binding import listens_on_unix
-from typedserve.transports.tls import TLSTransport
 
 if typing.TYPE_CHECKING:
     from typedserve.strategies.aio import AsyncIO
@@ -244,33 +243,18 @@ def server_for_handler(
     strategy = strategy_from_name(strategy_name, args.workers)
     datagram = args.udp if shape.datagram is None else shape.datagram
     unix = listens_on_unix(config.address)  # a path, or an inherited Unix socket
-    transport: Any
-    if datagram:
-        transport = UnixDatagramTransport() if unix else UDPTransport()
-    else:
-        transport = UnixStreamTransport() if unix else TCPTransport()
-    given = _ADDRESSES[type(transport)]
+    transport = base_transport(datagram=datagram, unix=unix)
+    given = ADDRESSES[type(transport)]
     if shape.address is not None and not _accepts(shape.address, given):
         raise TypedServeError(
             f"{args.target} is typed for {_address_name(shape.address)} addresses, but it would "
             f"be served on a {type(transport).__name__} ({_where(config)}), whose addresses "
             f"are {_address_name(given)}"
         )
-    if config.tls is not None:  # after the address check: TLS keeps the inner addresses
-        if datagram:
-            raise TypedServeError(f"{args.target} serves datagrams: TLS needs a stream (no DTLS)")
-        transport = TLSTransport(transport)
+    # After the address check: the wrappers keep the inner transport's addresses.
+    transport = wrap_for_config(transport, config, args.target, datagram)
     handler: Any = shape.cls  # the checks above made the pairing the overloads require
     return Server(config=config, transport=transport, handler=handler, strategy=strategy)
-
-
-# The peer address type of each transport the command line picks (what its requests carry).
-_ADDRESSES: dict[type, object] = {
-    TCPTransport: InetSockAddr,
-    UDPTransport: InetSockAddr,
-    UnixStreamTransport: UnixSockAddr,
-    UnixDatagramTransport: UnixDatagramPeer,
-}
 
 
 def _accepts(declared: object, given: object) -> bool:
@@ -434,12 +418,7 @@ def server_from_factory(
     if not isinstance(made, Server):
         raise TypedServeError(f"{spec}(config) returned {made!r}, not a typedserve Server")
     server: AnyServer = made
-    if config.tls is not None and not isinstance(server.transport, TLSTransport):
-        kind = type(server.transport).__name__
-        raise TypedServeError(
-            f"the config has a [tls] table but {spec}(config) built a {kind}: wrap it in a "
-            "TLSTransport, or drop the table"
-        )
+    check_factory_transport(spec, server, config)
     server.bind()  # a factory may build it with bind=False
     return server
 

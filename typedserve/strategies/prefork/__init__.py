@@ -6,9 +6,10 @@ calling process the **supervisor**: it forks ``workers`` processes and then only
 runs the server's normal loop (``host.run_loop()``) dispatching to a ``ThreadPool`` of
 ``threads_per_worker`` threads with no queue, then the server's normal drain, and leaves with
 ``os._exit``. Workers share the listening socket the server bound (inherited through the
-fork), or, with ``config.reuse_port``, each binds a ``SO_REUSEPORT`` socket of its own and the
-kernel balances connections between them (the supervisor then closes its own socket once the
-first workers are up; a connection that reached it before is reset, a datagram dropped).
+fork), or, with ``config.reuse_port``, one ``SO_REUSEPORT`` socket per worker position, which
+the kernel balances connections between. The supervisor owns those sockets for as long as it
+serves (see :mod:`.port_group`): a dead worker's queue waits for its replacement, and a rolling
+restart's new worker takes over its predecessor's socket, so no connection is reset.
 
 Supervision: a worker that dies unexpectedly is logged (WARNING) and replaced; its requests in
 flight are lost and counted as errors. At most ``max_restarts`` replacements start within

@@ -34,6 +34,7 @@ class WorkerProcess:
     slot: int  # its row of the shared counters
     status: int  # read end of the worker's status pipe
     control: int  # write end of the worker's control pipe
+    position: int  # which listener it serves, with reuse_port (see .port_group)
     ready: bool = False
     stopping: bool = False  # told to stop or retire (or being killed): not replaced
     replaces: WorkerProcess | None = None  # the worker to retire once this one is ready

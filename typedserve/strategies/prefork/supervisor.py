@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from typedserve.drain import RELEASE_WAIT, DrainReport
-from typedserve.errors import ServerClosedError
 from typedserve.host import LoopHost
 from typedserve.strategies._forked import FdBaseline, describe_status, flush_stdio
 from typedserve.strategies.prefork.messages import (
@@ -34,11 +33,11 @@ from typedserve.strategies.prefork.messages import (
     Wakeup,
     decode_wakeups,
 )
+from typedserve.strategies.prefork.port_group import PortGroup
 from typedserve.strategies.prefork.processes import WorkerProcess
 from typedserve.strategies.prefork.restarts import RestartLimit
 from typedserve.strategies.prefork.worker import WorkerStart
 from typedserve.systemd import heartbeat
-from typedserve.transports.quiesce import hold_new_connections, release_new_connections
 
 __all__ = ["Supervisor"]
 
@@ -72,7 +71,10 @@ class Supervisor:
         self._live: dict[int, WorkerProcess] = {}  # pidfd -> worker
         self._free_slots = list(range(2 * workers, 0, -1))
         self._restarts = RestartLimit(max_restarts, restart_window)
-        self._owed = 0  # dead workers not yet replaced (the restart-rate limit delays them)
+        # Dead workers not yet replaced (the restart-rate limit delays them): their positions
+        # (see .port_group), and the worker each was to retire if it died before being ready.
+        self._owed: list[tuple[int, WorkerProcess | None]] = []
+        self._ports = PortGroup()
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
         self._baseline = FdBaseline()
@@ -124,29 +126,23 @@ class Supervisor:
             self._selector = selectors.DefaultSelector()
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        if self._stop_sent:  # serving again: the workers' drains held the shared listener
-            self._release_listener(host)
+        self._ports.open(host, self.workers)
+        if self._stop_sent:  # serving again: the drain held the listeners
+            self._ports.release()
         self._stop_sent = False
         if not self._hooked:
             self._hooked = True
             host.on_stop(lambda: self._poke(Wakeup.STOP))
         if not host.stopping:  # a stop that came first: no workers to start only to stop them
-            for _ in range(self.workers - sum(not w.stopping for w in self._live.values())):
-                self._spawn()
+            taken = {w.position for w in self._live.values() if not w.stopping}
+            for position in range(self.workers):
+                if position not in taken:
+                    self._spawn(position)
         with heartbeat() as pulse:  # the main process's loop: it pings systemd's watchdog
             while not host.stopping:
                 self._supervise_once(pulse.beat(self._next_restart_delay()))
         self._stop_grace = host.grace
         self._send_stop()
-
-    @staticmethod
-    def _release_listener(host: LoopHost[Any]) -> None:
-        try:
-            fd = host.transport.fileno()
-        except ServerClosedError:
-            return
-        if fd >= 0:  # -1: released (reuse_port), each worker binds a listener of its own
-            release_new_connections(fd, host.config.backlog)
 
     def _poke(self, wakeup: Wakeup) -> None:
         with contextlib.suppress(OSError):  # full: a wake-up is pending; closed: nobody waits
@@ -167,8 +163,8 @@ class Supervisor:
         now = time.monotonic()
         if self._owed and not self._stop_sent and self._restarts.delay(now) == 0:
             self._restarts.record(now)
-            self._owed -= 1
-            self._spawn()
+            position, replaces = self._owed.pop(0)
+            self._spawn(position, replaces)
 
     def _on_wake(self) -> None:
         try:
@@ -186,24 +182,25 @@ class Supervisor:
             if reload is not None:
                 reload()
             for worker in [w for w in self._live.values() if not w.stopping]:
-                self._spawn(replaces=worker)
+                self._spawn(worker.position, replaces=worker)
 
-    def _spawn(self, replaces: WorkerProcess | None = None) -> None:
+    def _spawn(self, position: int, replaces: WorkerProcess | None = None) -> None:
         host, selector = self._host, self._selector
         assert host is not None and selector is not None
         slot = self._free_slots.pop()
+        rebind = self._ports.rebind_for(position)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         control_r, control_w = os.pipe2(os.O_CLOEXEC)
         flush_stdio()
         pid = os.fork()
         if pid == 0:
-            start = WorkerStart(host, slot, control_r, status_w, self._baseline)
+            start = WorkerStart(host, slot, control_r, status_w, self._baseline, rebind)
             self._in_child(start, ours=(status_r, control_w))
         os.close(status_w)
         os.close(control_r)
         os.set_blocking(status_r, False)
         worker = WorkerProcess(
-            pid, os.pidfd_open(pid), slot, status_r, control_w, replaces=replaces
+            pid, os.pidfd_open(pid), slot, status_r, control_w, position, replaces=replaces
         )
         self._live[worker.pidfd] = worker
         worker.watch(selector)
@@ -217,6 +214,7 @@ class Supervisor:
             for fd in ours:
                 os.close(fd)
             self._forget_in_child()
+            self._ports.forget_in_child(start.rebind)
             self._start_worker(start)
         except BaseException:
             logger.exception("worker %d failed to start", os.getpid())
@@ -247,9 +245,6 @@ class Supervisor:
             if worker.replaces is not None:
                 worker.replaces.tell_stop(Retire())
                 worker.replaces = None
-            host = self._host
-            if host is not None and host.config.reuse_port and not self._stop_sent:
-                host.release_listener()  # workers hold the port now; ours would take a share
             self._notify()
         elif isinstance(message, Report):
             worker.report = message.report
@@ -274,10 +269,6 @@ class Supervisor:
             self._reports.append(worker.report)
         elif worker.stopping:  # stopped without a report (killed, crashed): all it had is cut
             self._reports.append(DrainReport(cut=lost))
-        if worker.stopping and not self._stop_sent:
-            # A worker of a stopped generation drained while a new one serves: its drain held
-            # the shared listener, which the new workers need.
-            self._release_listener(host)
         if not worker.stopping:
             logger.warning(
                 "worker %d died (%s), losing %d request(s); replacing it",
@@ -285,8 +276,8 @@ class Supervisor:
                 describe_status(status),
                 lost,
             )
-            if not self._stop_sent:
-                self._owed += 1
+            if not self._stop_sent:  # its position waits (queue and all) for a replacement
+                self._owed.append((worker.position, worker.replaces))
         self._notify()
 
     def _next_restart_delay(self) -> float | None:
@@ -310,8 +301,7 @@ class Supervisor:
         # this call and the worker receiving "stop" would be in no report, so the supervisor
         # also counts, from the shared counters, what was in flight when the drain began.
         in_flight_at_start = host.counters.totals().in_flight
-        if not host.config.reuse_port:  # the workers share our socket: the hold is ours
-            hold_new_connections(host.transport.fileno())
+        self._ports.hold()  # the workers share the supervisor's sockets: the hold is ours
         if not self._stop_sent:
             self._stop_grace = grace
             self._send_stop()
@@ -347,4 +337,5 @@ class Supervisor:
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._wake_r = self._wake_w = -1
+        self._ports.close()
         return lost

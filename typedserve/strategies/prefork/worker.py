@@ -1,12 +1,13 @@
 """The body of a ``Prefork`` worker process, from just after the fork to ``os._exit``.
 
 A worker makes the forked copy of the server its own (a fresh selector and wake-up pair, its
-row of the shared counters, its signal handlers, its own ``SO_REUSEPORT`` socket if the config
-asks for one), tells the supervisor it is :class:`~.messages.Ready`, runs the server's loop
-until the supervisor says :class:`~.messages.Stop` or :class:`~.messages.Retire` (or its
-control pipe reaches EOF: the supervisor died), drains, sends its
-:class:`~.messages.Report` and exits. It never returns into the caller's code: whatever happens,
-it leaves with ``os._exit`` (status 0, or 70 if anything raised, logged first).
+row of the shared counters, its signal handlers, its position's ``SO_REUSEPORT`` socket if the
+config asks for them: see :mod:`.port_group`), tells the supervisor it is
+:class:`~.messages.Ready`, runs the server's loop until the supervisor says
+:class:`~.messages.Stop` or :class:`~.messages.Retire` (or its control pipe reaches EOF: the
+supervisor died), drains, sends its :class:`~.messages.Report` and exits. It never returns
+into the caller's code: whatever happens, it leaves with ``os._exit`` (status 0, or 70 if
+anything raised, logged first).
 
 **What a worker keeps of the supervisor's process.** ``fork`` copies every fd, including
 those other threads of the supervisor's process hold for a moment: a thread inside
@@ -45,6 +46,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from typedserve.config import FDAddress, ServerConfig
 from typedserve.drain import RELEASE_WAIT
 from typedserve.errors import ServerClosedError
 from typedserve.host import ListenerOnDrain, LoopHost
@@ -85,6 +87,7 @@ class WorkerStart:
     control: int  # read end of its control pipe
     status: int  # write end of its status pipe
     baseline: FdBaseline  # the supervisor's fds when supervision began
+    rebind: ServerConfig | None = None  # reuse_port: adopt this position's socket (.port_group)
 
 
 class Worker:
@@ -97,6 +100,7 @@ class Worker:
         self.status = start.status
         self.inner = inner
         self.baseline = start.baseline
+        self.rebind = start.rebind
         self._retiring = False
         self._decoder = Decoder()
 
@@ -122,13 +126,11 @@ class Worker:
             os._exit(code)
 
     def _settle_in(self) -> None:
-        host = self.host
-        release_inherited_fds(self.baseline, keep={self._listener(), self.control, self.status})
-        rebind = None
-        address = host.transport.address
-        # A SO_REUSEPORT socket of its own, on the same port (attach() allowed only inet).
-        if host.config.reuse_port and isinstance(address, tuple):
-            rebind = host.config.with_overrides({"address.port": address[1]})
+        host, rebind = self.host, self.rebind
+        keep = {self._listener(), self.control, self.status}
+        if rebind is not None and isinstance(rebind.address, FDAddress):
+            keep.add(int(rebind.address.fd))  # its position's socket, adopted next
+        release_inherited_fds(self.baseline, keep=keep)
         host.after_fork(loop=True, rebind=rebind)
         grace = host.config.shutdown.grace
         signal.signal(signal.SIGTERM, lambda signum, frame: host.request_stop(grace))
@@ -139,16 +141,16 @@ class Worker:
         host.watch(self.control, self._on_control)
 
     def _listener(self) -> int:
-        """The listening socket's fd (-1 if the supervisor released it: ``reuse_port``)."""
+        """The listening socket's fd (-1 if it is closed)."""
         try:
             return self.host.transport.fileno()
         except ServerClosedError:
             return -1
 
     def _listener_on_drain(self) -> ListenerOnDrain:
-        if not self._retiring:  # the supervisor holds a shared socket (it may serve again)
-            return "refuse" if self.host.config.reuse_port else "share"
-        return "release" if self.host.config.reuse_port else "leave"
+        # Stopping: the supervisor holds the socket (it may serve again); retiring: the new
+        # worker at this position serves it on.
+        return "leave" if self._retiring else "share"
 
     def _on_control(self) -> None:
         """A message from the supervisor, or EOF (it died): stop gracefully either way."""
