@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 __all__ = ["RECORDED_OUTCOMES", "DurationHistogram", "duration_observer"]
 
 RECORDED_OUTCOMES: Final = frozenset({"completed", "error", "disconnect", "cut", "slow"})
-"""The outcomes whose durations are recorded: the requests a handler served, however they
-ended. Not recorded: ``refused`` and ``rejected`` (turned away by the access or overload
-policy), ``handshake_failed`` and ``proxy_refused`` (closed before any handler ran)."""
+"""The outcomes whose durations are recorded: the requests the server served, however they
+ended (``slow`` includes, as the observer seam reports it, a connection closed for sending
+nothing within ``timeouts.first_byte``). Not recorded: ``refused`` and ``rejected`` (turned
+away by the access or overload policy), ``handshake_failed`` and ``proxy_refused`` (closed
+before any handler ran)."""
 
 
 class DurationHistogram:
