@@ -90,7 +90,11 @@ async def attach(
             raise
         if proxied is not request:  # TLS over PROXY: the TLS request names the client too
             _set_peer(request, proxied.peer)
-        stream.peer = proxied.peer
+        header = proxied.proxy
+        if header is None:  # mode="optional", and the connection started without one
+            stream.peer = proxied.peer
+        else:
+            stream.relayed(header, proxied.peer, proxied.upstream)
         if not host.admit(request, opened=True):
             return "refused"
     try:
