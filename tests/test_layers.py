@@ -61,6 +61,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     (
         "typedserve.compat",
+        "typedserve.compat_proxy",
         "typedserve.testing",
         "typedserve.cli",
         "typedserve.demo",
