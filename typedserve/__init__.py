@@ -108,6 +108,10 @@ if TYPE_CHECKING:
         UnixStreamTransport,
     )
     from typedserve.transports.proxied import ProxiedStreamRequest, ProxyProtocolTransport
+    from typedserve.transports.proxied_datagram import (
+        ProxiedDatagram,
+        ProxyProtocolDatagramTransport,
+    )
     from typedserve.transports.tls import TLSStreamRequest, TLSTransport
 
 __version__ = "0.1.0"
@@ -138,7 +142,9 @@ _EXPORTS: dict[str, str] = {
     "TLSInfo": "typedserve.tls.info",
     "TLSStreamRequest": "typedserve.transports.tls",
     "TLSTransport": "typedserve.transports.tls",
+    "ProxiedDatagram": "typedserve.transports.proxied_datagram",
     "ProxiedStreamRequest": "typedserve.transports.proxied",
+    "ProxyProtocolDatagramTransport": "typedserve.transports.proxied_datagram",
     "ProxyProtocolConfig": "typedserve.proxy.config",
     "ProxyProtocolTransport": "typedserve.transports.proxied",
     "Handler": "typedserve.handlers",
@@ -226,8 +232,10 @@ __all__ = [
     "PeerAddress",
     "PeerCertificate",
     "Prefork",
+    "ProxiedDatagram",
     "ProxiedStreamRequest",
     "ProxyProtocolConfig",
+    "ProxyProtocolDatagramTransport",
     "ProxyProtocolError",
     "ProxyProtocolTransport",
     "Request",

@@ -36,10 +36,11 @@ from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
-from typedserve.errors import StrategyMismatchError
+from typedserve.errors import ProxyProtocolError, StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
 from typedserve.requests import Datagram, Request, StreamRequest
+from typedserve.transports.proxied_datagram import ProxiedDatagram
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
 from typedserve.transports.tls import TLSStreamRequest
 
@@ -215,6 +216,8 @@ class RequestTable:
             runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
             task = runner.task
         elif isinstance(request, Datagram):
+            if isinstance(request, ProxiedDatagram) and not self._opened(request):
+                return
             task = self._datagram_task(self._serve_datagram(request))
             if task.done():  # it ran to its end at once (3.12+): nothing to track
                 self._counters.add(FINISHED)
@@ -227,6 +230,17 @@ class RequestTable:
             )
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+
+    def _opened(self, request: ProxiedDatagram) -> bool:
+        """Parse a datagram's PROXY header (in memory: on the loop) and apply the access policy
+        that waited for it; ``False``: it ends here (counted finished, or refused)."""
+        try:
+            request.open()
+        except ProxyProtocolError as exc:
+            self._host.report(exc, request.peer)
+            self._counters.add(FINISHED)
+            return False
+        return self._host.admit(request, opened=True)
 
     async def _attach(self, request: StreamRequest, stream: AsyncStream[Any]) -> None:
         """Attach a connection that has sent nothing yet, then park it (or serve it, if its

@@ -262,10 +262,12 @@ class ProxyProtocolTransport(WrappingTransport[StreamAddrT_co]):
         Server(config=config, transport=ProxyProtocolTransport(TCPTransport()), handler=Echo,
                strategy=ThreadPool())
 
-    Datagram transports cannot be wrapped (a type error). Handlers that declare a framing
-    cannot be served through it (the loop would read the header as a frame): the server
-    refuses the pairing when it is built. A refused connection (overload, drain) is refused
-    before its header is read: a busy reply goes to the balancer, which relays it.
+    Datagram transports cannot be wrapped (a type error; UDP has
+    :class:`~typedserve.transports.proxied_datagram.ProxyProtocolDatagramTransport`).
+    Handlers that declare a framing cannot be served through it (the loop would read the
+    header as a frame): the server refuses the pairing when it is built. A refused
+    connection (overload, drain) is refused before its header is read: a busy reply goes to
+    the balancer, which relays it.
     """
 
     verify_after_open: ClassVar[Literal[True]] = True
