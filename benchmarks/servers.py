@@ -1,6 +1,7 @@
 """Echo servers under test, one per process: ``python benchmarks/servers.py KIND NAME``.
 
-KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines`` or ``tls`` (see below).
+KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines``, ``tls`` or ``proxied`` (see
+below).
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
 listening, and echoes (stream: recv -> sendall until EOF; datagram: reply with the same bytes;
@@ -27,6 +28,10 @@ and ``uvloop-streams`` (``start_server(..., ssl=context)``), all with
 ``SSLContext(PROTOCOL_TLS_SERVER)`` and ``load_cert_chain``, as their users write it; and
 ``typedserve-<Strategy>`` over ``TLSTransport(TCPTransport())`` with ``config.tls`` naming the
 files (the context typedserve builds from it).
+``proxied`` is the ``tcp`` echo of ``typedserve-<Strategy>`` behind a load balancer that sends
+a PROXY protocol header (the ``echo 1KiB x50 through HAProxy`` rows' ``+proxy-v2`` servers):
+``ProxyProtocolTransport(TCPTransport())`` with ``proxy_protocol`` ``mode="required"`` (the
+header is read where each connection is served; loopback upstreams are trusted by default).
 """
 
 from __future__ import annotations
@@ -381,7 +386,8 @@ def is_async(strategy: Any) -> bool:
 def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) -> Any:
     """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``;
     ``tls``: the ``tcp`` echo over ``TLSTransport(TCPTransport())``, ``config.tls`` naming the
-    certificate and key files."""
+    certificate and key files; ``proxied``: the ``tcp`` echo over
+    ``ProxyProtocolTransport(TCPTransport())``, a PROXY header required on every connection."""
     if kind == "lines":
         return typedserve_line_server(spec)
     if kind in ("files", "file-lines"):
@@ -403,7 +409,7 @@ def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) 
             async def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = AsyncEcho if kind in ("tcp", "tls") else AsyncUdpEcho
+        handler = AsyncEcho if kind in ("tcp", "tls", "proxied") else AsyncUdpEcho
     else:
 
         class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
@@ -418,7 +424,7 @@ def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) 
             def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = Echo if kind in ("tcp", "tls") else UdpEcho
+        handler = Echo if kind in ("tcp", "tls", "proxied") else UdpEcho
     address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
     fields: dict[str, Any] = {"address": address, "backlog": BACKLOG}
     transport: Any
@@ -427,6 +433,9 @@ def typedserve_server(kind: str, spec: str, tls: tuple[str, str] | None = None) 
             sys.exit("tls: --certfile and --keyfile are required")
         fields["tls"] = {"certfile": tls[0], "keyfile": tls[1]}
         transport = ts.TLSTransport(ts.TCPTransport())
+    elif kind == "proxied":
+        fields["proxy_protocol"] = ts.ProxyProtocolConfig(mode="required")
+        transport = ts.ProxyProtocolTransport(ts.TCPTransport())
     else:
         transport = ts.TCPTransport() if kind == "tcp" else ts.UDPTransport()
     config = ts.ServerConfig.model_validate(fields)
@@ -510,7 +519,8 @@ def default_concurrency(strategy: Any) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "kind", choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "list-strategies"]
+        "kind",
+        choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "proxied", "list-strategies"],
     )
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
@@ -525,6 +535,8 @@ def main() -> None:
             strategy = cls()
             print(strategy_name, "-" if (n := default_concurrency(strategy)) is None else n)
         return
+    if kind == "proxied" and not name.startswith("typedserve-"):
+        sys.exit(f"no proxied server named {name!r} (typedserve-<Strategy> only)")
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
         run_stdlib(kind, name, tls)
