@@ -27,7 +27,7 @@ from __future__ import annotations
 import socket
 import struct
 
-__all__ = ["TCP_INFO_SIZE", "stream_bytes"]
+__all__ = ["TCP_INFO_SIZE", "parse_tcp_info", "stream_bytes"]
 
 TCP_INFO_SIZE = 216
 """How much of ``struct tcp_info`` is asked for: up to ``tcpi_bytes_retrans``."""
