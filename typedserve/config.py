@@ -44,6 +44,7 @@ from typedserve._config_sources import (
     merge,
     read_toml,
 )
+from typedserve.access_log.config import AccessLogConfig
 from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import TLSConfig
 
@@ -291,6 +292,9 @@ class ServerConfig(_Model, frozen=True):
     """How a ``ProxyProtocolTransport`` reads PROXY protocol headers
     (:class:`~typedserve.proxy.config.ProxyProtocolConfig`); ``None``: its defaults (required,
     from loopback upstreams). Other transports ignore it."""
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    """The access log (:class:`~typedserve.access_log.config.AccessLogConfig`): off unless
+    ``enabled``; one INFO record per request on ``typedserve.access``."""
 
     # -- loaders ---------------------------------------------------------------------------
 
