@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -78,6 +78,20 @@ TLS_STRATEGIES = frozenset({"ThreadPool", "Prefork", "AsyncIO"})
 TLS_BASELINE = "stdlib-ThreadingTCPServer:handler-handshake"  # the fair peer
 TLS_ACCEPT = "stdlib-ThreadingTCPServer:accept-handshake"  # handshakes on the accept loop
 TLS_HALF_OPEN = 100
+
+# The haproxy group: the ``echo 1KiB x50`` load through a real HAProxy (``mode tcp``, one
+# thread) started for each row, pinned to the generator's CPU; a ``+proxy-v2`` row's HAProxy
+# sends a PROXY v2 header (``send-proxy-v2``) to a server that requires one
+# (``servers.py proxied NAME``). Its rows: these typedserve strategies, each plain and
+# ``+proxy-v2``, and, plain, the stdlib and asyncio references (``haproxy`` in their kinds).
+ECHO_1K_X50 = "echo 1KiB x50"
+ECHO_1K_X50_LOAD = ("echo", "--conns", "50", "--size", "1024")
+HAPROXY_SBIN = "/usr/sbin/haproxy"  # Debian's, not on a non-root user's PATH
+HAPROXY_STRATEGIES = ("ThreadPool", "AsyncIO:asyncio")
+PROXY_V2 = "+proxy-v2"
+HAPROXY_MAXCONN = 1000  # far above the generator's connections (50, then 50 more per repeat)
+HAPROXY_TIMEOUT = "300s"  # client and server: longer than any run (--duration is at most 60 s)
+HAPROXY_WAIT = 10.0  # seconds for HAProxy's READY=1
 
 # The startup group: fresh interpreters (the running one, ``sys.executable``), pinned to the
 # server's CPU, interleaved row by row so that drift in the machine's load hits every row alike.
@@ -258,10 +272,20 @@ class ServerSpec:
     idle_ok: bool = True  # can hold thousands of idle connections and answer each
     capacity: int | None = None  # connections served at once, when bounded
 
+    @property
+    def proxy_v2(self) -> bool:
+        """Whether the server requires a PROXY v2 header (a ``+proxy-v2`` row of the haproxy
+        group: its HAProxy sends one)."""
+        return self.name.endswith(PROXY_V2)
+
     def argv(self, kind: str, tls: tuple[str, str] | None = None) -> list[str]:
         if self.family == "c":
             return [str(ECHO_SERVER), kind, "--max-seconds", "900"]
-        argv = [sys.executable, str(HERE / "servers.py"), kind, self.name]
+        name = self.name
+        if kind == "haproxy":  # the tcp echo; behind ProxyProtocolTransport for +proxy-v2
+            kind = "proxied" if self.proxy_v2 else "tcp"
+            name = name.removesuffix(PROXY_V2)
+        argv = [sys.executable, str(HERE / "servers.py"), kind, name]
         if kind == "tls" and tls is not None:
             argv += ["--certfile", tls[0], "--keyfile", tls[1]]
         return argv
@@ -303,9 +327,9 @@ class Result:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("echo 64B x1", "tcp", ("echo", "--conns", "1", "--size", "64")),
     Scenario(
-        "echo 1KiB x50",
+        ECHO_1K_X50,
         "tcp",
-        ("echo", "--conns", "50", "--size", "1024"),
+        ECHO_1K_X50_LOAD,
         needs_concurrency=True,
         conns=50,
     ),
@@ -392,9 +416,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         conns=50,
     ),
     Scenario(
-        "metrics echo 1KiB x50",
+        f"{ECHO_1K_X50} through HAProxy",
+        "haproxy",
+        ECHO_1K_X50_LOAD,  # the echo 1KiB x50 row's load, to HAProxy's frontend
+        needs_concurrency=True,
+        conns=50,
+    ),
+    Scenario(
+        f"metrics {ECHO_1K_X50}",
         "metrics",
-        ("echo", "--conns", "50", "--size", "1024"),
+        ECHO_1K_X50_LOAD,  # the echo 1KiB x50 row's load, with typedserve.metrics off and on
         baseline="typedserve-ThreadPool",
         needs_concurrency=True,
         conns=50,
@@ -442,13 +473,14 @@ def read_line(stream: IO[bytes], timeout: float) -> str | None:
     return line.decode().strip() if line else None
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Close stdin (servers exit on EOF), then TERM and KILL the process group; always reap."""
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """Close stdin (servers exit on EOF) and wait ``grace`` seconds, then TERM and KILL the
+    process group; always reap."""
     with contextlib.suppress(OSError):
         if proc.stdin:
             proc.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=2)
+        proc.wait(timeout=grace)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)  # the server and anything it forked
@@ -589,36 +621,190 @@ def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Re
         if cfg.tls is None:
             raise RuntimeError("no TLS certificate")
         args = (*args, "--tls", cfg.tls[0])  # the generator trusts the self-signed certificate
-    tls_notes: list[dict[str, Any]] = []
     argv = server.argv(scenario.kind, cfg.tls)
     urls: list[str] = []  # a metrics row's /metrics, scraped after each run (not timed)
     scraped: list[dict[str, float]] = []
     with started(argv, f"{server.name}-{scenario.kind}", cfg.pin, urls) as (pid, port):
-        if cfg.warmup > 0:
-            run_loadgen(args, port, cfg.warmup, cfg.pin)
-        time_wait: list[int] = []
-        for _ in range(cfg.repeats):
-            time_wait.append(time_wait_sockets())
-            gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
-            t0 = time.monotonic()
-            out = run_loadgen(args, port, cfg.duration, cfg.pin)
-            tls_notes.append(out)
-            wall = time.monotonic() - t0
-            record_cpu(result, wall, children_cpu() - gen0, cpu_seconds(pid) - srv0, all0)
-            result.values.append(float(out["rps"]))
-            result.p50_us.append(float(out["p50_us"]))
-            result.p99_us.append(float(out["p99_us"]))
-            result.errors += int(out["errors"])
-            result.loss += int(out["loss"])
-            if urls:
-                scraped.append(scrape_metrics(urls[0]))
+        after_run = (lambda: scraped.append(scrape_metrics(urls[0]))) if urls else None
+        runs = loadgen_repeats(result, args, port, pid, cfg, after_run=after_run)
     notes = [result.note] if result.note else []
     if scraped:
         notes.append(metrics_note(scraped))
     if scenario.kind == "tls":
-        notes += tls_run_notes(tls_notes)
+        notes += tls_run_notes(runs.outputs)
     if scenario.loadgen[:1] == ("connect",):
-        notes.append(f"TIME_WAIT before {'/'.join(map(str, time_wait))}")
+        notes.append(f"TIME_WAIT before {'/'.join(map(str, runs.time_wait))}")
+    result.note = "; ".join(notes)
+    return result
+
+
+@dataclass
+class Runs:
+    """What :func:`loadgen_repeats` saw besides what it put in the result, one item per run."""
+
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # the generator's JSON
+    time_wait: list[int] = field(default_factory=list)  # TIME_WAIT sockets before the run
+    helper_cpu: list[float] = field(default_factory=list)  # the helper's CPU, % of one core
+
+
+def loadgen_repeats(
+    result: Result,
+    args: Sequence[str],
+    port: int,
+    pid: int,
+    cfg: Settings,
+    helper: int | None = None,
+    after_run: Callable[[], None] | None = None,
+) -> Runs:
+    """The warm-up, then ``cfg.repeats`` generator runs against ``port``, served by process
+    ``pid`` (and its descendants); each run's rate, latencies, errors and CPU go to ``result``.
+    ``helper``: a process between the two on the generator's CPU (HAProxy), whose CPU (with
+    its descendants') counts as the generator's and is also given apart in ``helper_cpu``.
+    ``after_run``: called after each run, once its figures are taken (a metrics row's scrape)."""
+    runs = Runs()
+    if cfg.warmup > 0:
+        run_loadgen(args, port, cfg.warmup, cfg.pin)
+    for _ in range(cfg.repeats):
+        runs.time_wait.append(time_wait_sockets())
+        help0 = cpu_seconds(helper) if helper is not None else 0.0
+        gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
+        t0 = time.monotonic()
+        out = run_loadgen(args, port, cfg.duration, cfg.pin)
+        runs.outputs.append(out)
+        wall = time.monotonic() - t0
+        helped = cpu_seconds(helper) - help0 if helper is not None else 0.0
+        gen = children_cpu() - gen0 + helped
+        record_cpu(result, wall, gen, cpu_seconds(pid) - srv0, all0)
+        runs.helper_cpu.append(100.0 * helped / wall)
+        result.values.append(float(out["rps"]))
+        result.p50_us.append(float(out["p50_us"]))
+        result.p99_us.append(float(out["p99_us"]))
+        result.errors += int(out["errors"])
+        result.loss += int(out["loss"])
+        if after_run is not None:
+            after_run()
+    return runs
+
+
+# ----------------------------------------------------------------------------- haproxy
+
+
+def haproxy_binary() -> str | None:
+    """HAProxy's path (on ``PATH``, or Debian's ``/usr/sbin/haproxy``), ``None`` if missing."""
+    return shutil.which("haproxy") or (HAPROXY_SBIN if os.access(HAPROXY_SBIN, os.X_OK) else None)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (HAProxy's frontend binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def haproxy_config(frontend: int, backend: int, proxy_v2: bool) -> str:
+    """The benchmark's HAProxy config: ``mode tcp``, one thread, one frontend on 127.0.0.1
+    port ``frontend``, one backend with one server, the echo server on port ``backend``
+    (``send-proxy-v2`` when ``proxy_v2``); no health checks (no connections of its own to the
+    server), no logs."""
+    server = f"    server echo 127.0.0.1:{backend}" + (" send-proxy-v2" if proxy_v2 else "")
+    lines = (
+        "global",
+        "    nbthread 1",
+        f"    maxconn {HAPROXY_MAXCONN}",
+        "defaults",
+        "    mode tcp",
+        f"    maxconn {HAPROXY_MAXCONN}",
+        "    timeout connect 5s",
+        f"    timeout client {HAPROXY_TIMEOUT}",
+        f"    timeout server {HAPROXY_TIMEOUT}",
+        "frontend bench",
+        f"    bind 127.0.0.1:{frontend}",
+        "    default_backend echo",
+        "backend echo",
+        server,
+    )
+    return "\n".join(lines) + "\n"
+
+
+def wait_ready(proc: subprocess.Popen[bytes], notify: socket.socket, log_name: str) -> None:
+    """Wait (at most ``HAPROXY_WAIT`` s) for HAProxy's ``READY=1`` on ``notify`` (``-Ws``: the
+    systemd notify protocol); an error as soon as it exits instead (a pidfd, no polling)."""
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd: an early exit costs the whole wait
+        pidfd = None
+    deadline = time.monotonic() + HAPROXY_WAIT
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(notify, selectors.EVENT_READ)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    if key.fileobj is not notify:
+                        status = proc.wait(timeout=5)
+                        raise RuntimeError(f"haproxy exited ({status}) before READY=1 ({log_name})")
+                    if b"READY=1" in notify.recv(4096):
+                        return
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    raise RuntimeError(f"haproxy sent no READY=1 within {HAPROXY_WAIT:g} s ({log_name})")
+
+
+@contextlib.contextmanager
+def running_haproxy(
+    binary: str, backend: int, proxy_v2: bool, log_name: str, pin: bool
+) -> Iterator[tuple[int, int]]:
+    """Run HAProxy (``-Ws``, pinned to the generator's CPU) with :func:`haproxy_config`, written
+    in a temporary directory with its notify socket; yield ``(pid, frontend port)`` once it
+    said ``READY=1``; at the end, whatever happened, TERM then KILL its process group (master
+    and worker) and reap it."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', log_name)}.log"
+    with (
+        tempfile.TemporaryDirectory(prefix="typedserve-bench-haproxy-") as tmp,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+        log_path.open("ab") as err,
+    ):
+        frontend = free_port()
+        config = Path(tmp) / "haproxy.cfg"
+        config.write_text(haproxy_config(frontend, backend, proxy_v2))
+        notify_path = Path(tmp) / "notify.sock"
+        notify.bind(str(notify_path))
+        proc = subprocess.Popen(
+            pinned(GEN_CPU, [binary, "-Ws", "-f", str(config)], pin),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # never outlives run.py (it does not watch stdin)
+        )
+        try:
+            wait_ready(proc, notify, str(log_path.relative_to(REPO)))
+            yield proc.pid, frontend
+        finally:
+            stop_process(proc, grace=0.0)
+
+
+def measure_haproxy(scenario: Scenario, server: ServerSpec, haproxy: str, cfg: Settings) -> Result:
+    """The scenario's load through HAProxy: the server, then HAProxy in front of it (both
+    started for this row and stopped after it), the generator on HAProxy's frontend."""
+    result = Result(scenario, server.name)
+    notes = []
+    if server.capacity is not None and server.capacity < scenario.conns:
+        notes.append(f"serves {server.capacity} of the {scenario.conns} conns at once")
+    with contextlib.ExitStack() as stack:  # stops HAProxy, then the server, whatever happens
+        pid, port = stack.enter_context(
+            started(server.argv("haproxy"), f"{server.name}-haproxy", cfg.pin)
+        )
+        proxy_pid, frontend = stack.enter_context(
+            running_haproxy(haproxy, port, server.proxy_v2, f"haproxy-{server.name}", cfg.pin)
+        )
+        runs = loadgen_repeats(result, scenario.loadgen, frontend, pid, cfg, helper=proxy_pid)
+    notes.append(f"HAProxy {statistics.median(runs.helper_cpu):.0f}% CPU (in gen)")
     result.note = "; ".join(notes)
     return result
 
@@ -1226,6 +1412,7 @@ def table_rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
                         r.note,
                         same_loop_ratios(r, by_key),
                         tls_ratios(r, by_key),
+                        haproxy_ratios(r, by_key),
                         metrics_ratios(r, by_key),
                         bottleneck(r),
                     )
@@ -1275,6 +1462,28 @@ def tls_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
     if other.median == 0:
         return f"{TLS_ACCEPT} served none"
     return f"{fmt_ratio(r.median, other.median)} {TLS_ACCEPT}"
+
+
+def haproxy_ratios(r: Result, by_key: dict[tuple[str, str], Result]) -> str:
+    """For a row of the haproxy group: a ``+proxy-v2`` row's ratio to the same server without
+    the header through the same HAProxy, in this run (with its extremes over the repeats:
+    slowest over fastest, fastest over slowest); and the ratio of each row to the same
+    server's direct ``echo 1KiB x50`` row (no HAProxy), when that ran too."""
+    if r.scenario.kind != "haproxy" or r.median is None or not r.values:
+        return ""
+    parts = []
+    plain_name = r.server.removesuffix(PROXY_V2)
+    plain = by_key.get((r.scenario.name, plain_name))
+    if plain_name != r.server and plain is not None and plain.median:
+        low, high = min(r.values) / max(plain.values), max(r.values) / min(plain.values)
+        parts.append(
+            f"{fmt_ratio(r.median, plain.median)} {plain_name} (no header;"
+            f" repeats {low:.2f}-{high:.2f}x)"
+        )
+    direct = by_key.get((ECHO_1K_X50, plain_name))
+    if direct is not None and direct.median:
+        parts.append(f"{fmt_ratio(r.median, direct.median)} direct ({ECHO_1K_X50})")
+    return ", ".join(parts)
 
 
 def render_text(rows: Sequence[tuple[str, ...]]) -> str:
@@ -1461,16 +1670,17 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
     tcp_lines = frozenset({"tcp", "lines"})  # "lines": a line echo server (slow-clients row)
     files = FILE_KINDS  # echo through rfile/wfile, as users write handlers
     tls = frozenset({"tls"})  # the tcp echo over TLS
+    haproxy = frozenset({"haproxy"})  # the tcp echo through HAProxy
     servers = [
         ServerSpec("c-epoll", both, "c"),
         ServerSpec("stdlib-TCPServer", tcp | files, "stdlib", concurrent=False, idle_ok=False),
-        ServerSpec("stdlib-ThreadingTCPServer", tcp_lines | files, "stdlib"),
+        ServerSpec("stdlib-ThreadingTCPServer", tcp_lines | files | haproxy, "stdlib"),
         ServerSpec(TLS_ACCEPT, tls, "stdlib"),
         ServerSpec(TLS_BASELINE, tls, "stdlib"),
         ServerSpec("stdlib-ForkingTCPServer", tcp, "stdlib", idle_ok=False, capacity=40),
         ServerSpec("stdlib-UDPServer", udp, "stdlib"),
         ServerSpec("stdlib-ThreadingUDPServer", udp, "stdlib"),
-        ServerSpec("asyncio-streams", tcp_lines | tls, "asyncio"),
+        ServerSpec("asyncio-streams", tcp_lines | tls | haproxy, "asyncio"),
         ServerSpec("asyncio-protocol", both, "asyncio"),
     ]
     if uvloop_ok:
@@ -1486,6 +1696,7 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
                 | {"lines"}
                 | (files if name in FILE_STRATEGIES else frozenset())
                 | (tls if strategy in TLS_STRATEGIES else frozenset())
+                | (haproxy if name in HAPROXY_STRATEGIES else frozenset())
                 | (metrics if strategy in METRICS_STRATEGIES else frozenset()),
                 "typedserve",
                 capacity=capacity,
@@ -1493,6 +1704,10 @@ def build_servers(uvloop_ok: bool, strategies: dict[str, int | None]) -> list[Se
                 idle_ok=strategy not in SERIAL_STRATEGIES | BOUNDED_STRATEGIES,
             )
         )
+        if name in HAPROXY_STRATEGIES:  # the same server behind ProxyProtocolTransport
+            servers.append(
+                ServerSpec(f"typedserve-{name}{PROXY_V2}", haproxy, "typedserve", capacity=capacity)
+            )
         if strategy in METRICS_STRATEGIES:
             servers += [
                 ServerSpec(f"typedserve-{name}{variant}", metrics, "typedserve", capacity=capacity)
@@ -1566,6 +1781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wants_wrk = any(selected(only, "http.server", name) for name in http_jobs)
     wrk = ensure_wrk() if wants_wrk else shutil.which("wrk")
     compat_ok = compat_available()
+    haproxy = haproxy_binary()
     specs = strategy_specs(strategies, uvloop_ok)
     servers = build_servers(uvloop_ok, specs)
     # One self-signed certificate for every TLS server of the run, when a TLS row is selected.
@@ -1615,6 +1831,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     skip(server.name, "serves one connection at a time")
                 elif scenario.kind == "idle" and not server.idle_ok:
                     skip(server.name, "bounded workers or a process per connection")
+                else:
+                    jobs.append((server.name, server))
+        elif scenario.kind == "haproxy":
+            for server in servers:
+                if "haproxy" not in server.kinds:
+                    continue
+                if haproxy is None:
+                    skip(server.name, f"haproxy is not installed (not on PATH, no {HAPROXY_SBIN})")
                 else:
                     jobs.append((server.name, server))
         elif scenario.kind == "slow":
@@ -1673,6 +1897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result = measure_idle(scenario, job, cfg)
                 elif scenario.kind == "slow":
                     result = measure_slow_clients(scenario, job, cfg)
+                elif scenario.kind == "haproxy":
+                    assert haproxy is not None
+                    result = measure_haproxy(scenario, job, haproxy, cfg)
                 elif scenario.kind == "shutdown":
                     result = measure_shutdown(scenario, job, cfg)
                 else:
@@ -1716,7 +1943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" warm-up {cfg.warmup:g} s,"
             f" {cfg.shutdown_samples} shutdown samples, wrk -d{cfg.wrk_seconds}s,"
             f" {cfg.startup_samples} interpreters per startup row,"
-            f" pinned (server CPU {SERVER_CPU}, generator CPU {GEN_CPU}): {cfg.pin}",
+            f" pinned (server CPU {SERVER_CPU}, generator and HAProxy CPU {GEN_CPU}): {cfg.pin}",
             f"- total wall time: {wall:.0f} s",
             f"- CPU busy in the second before the run: {busy:.0f}% (other work; above ~20% the"
             f" numbers are noisy); load average (1/5/15 min) before {load_before},"

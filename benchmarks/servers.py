@@ -1,6 +1,7 @@
 """Echo servers under test, one per process: ``python benchmarks/servers.py KIND NAME``.
 
-KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines``, ``tls`` or ``metrics`` (see
+KIND is ``tcp``, ``udp``, ``lines``, ``files``, ``file-lines``, ``tls``, ``proxied`` or
+``metrics`` (see
 below).
 
 Every server binds 127.0.0.1 on an ephemeral port, prints the port on stdout once it is
@@ -28,6 +29,10 @@ and ``uvloop-streams`` (``start_server(..., ssl=context)``), all with
 ``SSLContext(PROTOCOL_TLS_SERVER)`` and ``load_cert_chain``, as their users write it; and
 ``typedserve-<Strategy>`` over ``TLSTransport(TCPTransport())`` with ``config.tls`` naming the
 files (the context typedserve builds from it).
+``proxied`` is the ``tcp`` echo of ``typedserve-<Strategy>`` behind a load balancer that sends
+a PROXY protocol header (the ``echo 1KiB x50 through HAProxy`` rows' ``+proxy-v2`` servers):
+``ProxyProtocolTransport(TCPTransport())`` with ``proxy_protocol`` ``mode="required"`` (the
+header is read where each connection is served; loopback upstreams are trusted by default).
 ``metrics`` is the ``tcp`` echo of ``typedserve-<Strategy>`` with the Prometheus metrics of
 ``typedserve.metrics`` as a deployment turns them on: ``typedserve-<Strategy>`` alone (metrics
 off, the row the others are compared with), ``typedserve-<Strategy>+metrics`` (the server
@@ -392,7 +397,9 @@ def typedserve_server(
 ) -> Any:
     """A bound typedserve echo server on 127.0.0.1 (free port) with the strategy ``spec``;
     ``tls``: the ``tcp`` echo over ``TLSTransport(TCPTransport())``, ``config.tls`` naming the
-    certificate and key files; ``histogram``: ``metrics.duration_histogram`` on."""
+    certificate and key files; ``proxied``: the ``tcp`` echo over
+    ``ProxyProtocolTransport(TCPTransport())``, a PROXY header required on every connection;
+    ``histogram``: ``metrics.duration_histogram`` on."""
     if kind == "lines":
         return typedserve_line_server(spec)
     if kind in ("files", "file-lines"):
@@ -414,7 +421,7 @@ def typedserve_server(
             async def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = AsyncEcho if kind in ("tcp", "tls") else AsyncUdpEcho
+        handler = AsyncEcho if kind in ("tcp", "tls", "proxied") else AsyncUdpEcho
     else:
 
         class Echo(ts.StreamHandler):  # type: ignore[misc,name-defined,unused-ignore]
@@ -429,7 +436,7 @@ def typedserve_server(
             def handle(self) -> None:
                 self.request.reply(self.request.payload)
 
-        handler = Echo if kind in ("tcp", "tls") else UdpEcho
+        handler = Echo if kind in ("tcp", "tls", "proxied") else UdpEcho
     address: dict[str, Any] = {"kind": "inet", "host": HOST, "port": 0}
     fields: dict[str, Any] = {"address": address, "backlog": BACKLOG}
     if histogram:
@@ -440,6 +447,9 @@ def typedserve_server(
             sys.exit("tls: --certfile and --keyfile are required")
         fields["tls"] = {"certfile": tls[0], "keyfile": tls[1]}
         transport = ts.TLSTransport(ts.TCPTransport())
+    elif kind == "proxied":
+        fields["proxy_protocol"] = ts.ProxyProtocolConfig(mode="required")
+        transport = ts.ProxyProtocolTransport(ts.TCPTransport())
     else:
         transport = ts.TCPTransport() if kind == "tcp" else ts.UDPTransport()
     config = ts.ServerConfig.model_validate(fields)
@@ -541,7 +551,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "kind",
-        choices=["tcp", "udp", "lines", "files", "file-lines", "tls", "metrics", "list-strategies"],
+        choices=[
+            *("tcp", "udp", "lines", "files", "file-lines", "tls", "proxied", "metrics"),
+            "list-strategies",
+        ],
     )
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--max-seconds", type=float, default=900.0)
@@ -556,6 +569,8 @@ def main() -> None:
             strategy = cls()
             print(strategy_name, "-" if (n := default_concurrency(strategy)) is None else n)
         return
+    if kind == "proxied" and not name.startswith("typedserve-"):
+        sys.exit(f"no proxied server named {name!r} (typedserve-<Strategy> only)")
     start_watchdog(args.max_seconds)
     if name.startswith("stdlib-"):
         run_stdlib(kind, name, tls)

@@ -20,14 +20,16 @@ checks it; ARCHITECTURE.md walks a request through them):
 1. Values and sans-IO decisions: ``errors``, ``activation`` (the sockets systemd passed),
    ``_wakeup``, ``framing``, ``proxy`` (the PROXY protocol header, parsed from bytes, and
    ``proxy.config``, its config table), ``config`` (with ``_config_model``,
-   ``_config_sources`` and ``tls.config``), ``requests``,
+   ``_config_sources``, ``tls.config`` and ``access_log.config``), ``requests``,
    ``tls.info`` (what a handshake negotiated), ``counters``, ``admission``,
    ``metrics.config`` (the ``metrics`` config table) and ``metrics.histogram`` (the
    request-duration histogram, recorded in the counters).
 2. Network endpoints and handler-side types: ``transports`` (``transports.proxied``: the
    PROXY protocol wrapper), ``tls`` (the ``SSLContext`` built from a ``tls.config``),
    ``context``, ``policies``, ``drain``, ``handlers``, ``stats``,
-   ``options``, ``systemd`` (``sd_notify`` and its watchdog).
+   ``options``, ``systemd`` (``sd_notify`` and its watchdog), ``observe`` (the per-request
+   observer seam: who hears of each request's end), ``access_log`` (the access log, an
+   observer), ``logformat`` (formatters for applications: ``JsonFormatter``).
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
 5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING
 # (``import typedserve.compat``, a drop-in socketserver) does not import the whole package,
 # pydantic included. Type checkers and IDEs see these imports.
 if TYPE_CHECKING:
+    from typedserve.access_log.config import AccessLogConfig
     from typedserve.aio import AsyncHandler, AsyncHandlerFactory, AsyncStream
     from typedserve.config import (
         Address,
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
     )
     from typedserve.handlers import DatagramHandler, Handler, HandlerFactory, StreamHandler
     from typedserve.host import Host, LoopHost
+    from typedserve.observe import Outcome, RequestObserver
     from typedserve.policies import AccessPolicy, AllowNetworks, ErrorPolicy, allow_all, log_error
     from typedserve.proxy.config import ProxyProtocolConfig
     from typedserve.requests import (
@@ -112,6 +116,10 @@ if TYPE_CHECKING:
         UnixStreamTransport,
     )
     from typedserve.transports.proxied import ProxiedStreamRequest, ProxyProtocolTransport
+    from typedserve.transports.proxied_datagram import (
+        ProxiedDatagram,
+        ProxyProtocolDatagramTransport,
+    )
     from typedserve.transports.tls import TLSStreamRequest, TLSTransport
 
 __version__ = "0.1.0"
@@ -120,6 +128,7 @@ __version__ = "0.1.0"
 # here, its import above and its name in __all__ (tests/compat/test_compat_import_cost.py
 # checks that the three agree).
 _EXPORTS: dict[str, str] = {
+    "AccessLogConfig": "typedserve.access_log.config",
     "AccessPolicy": "typedserve.policies",
     "Address": "typedserve.config",
     "AllowNetworks": "typedserve.policies",
@@ -143,7 +152,9 @@ _EXPORTS: dict[str, str] = {
     "TLSInfo": "typedserve.tls.info",
     "TLSStreamRequest": "typedserve.transports.tls",
     "TLSTransport": "typedserve.transports.tls",
+    "ProxiedDatagram": "typedserve.transports.proxied_datagram",
     "ProxiedStreamRequest": "typedserve.transports.proxied",
+    "ProxyProtocolDatagramTransport": "typedserve.transports.proxied_datagram",
     "ProxyProtocolConfig": "typedserve.proxy.config",
     "ProxyProtocolTransport": "typedserve.transports.proxied",
     "Handler": "typedserve.handlers",
@@ -157,10 +168,12 @@ _EXPORTS: dict[str, str] = {
     "Limits": "typedserve.config",
     "LoopHost": "typedserve.host",
     "LoopOwner": "typedserve.strategies.base",
+    "Outcome": "typedserve.observe",
     "PeerAddress": "typedserve.requests",
     "Prefork": "typedserve.strategies",
     "ProxyProtocolError": "typedserve.errors",
     "Request": "typedserve.requests",
+    "RequestObserver": "typedserve.observe",
     "Server": "typedserve.server",
     "ServerClosedError": "typedserve.errors",
     "ServerConfig": "typedserve.config",
@@ -199,6 +212,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AccessLogConfig",
     "AccessPolicy",
     "Address",
     "AllowNetworks",
@@ -229,14 +243,18 @@ __all__ = [
     "LoopHost",
     "LoopOwner",
     "MissingDependencyError",
+    "Outcome",
     "PeerAddress",
     "PeerCertificate",
     "Prefork",
+    "ProxiedDatagram",
     "ProxiedStreamRequest",
     "ProxyProtocolConfig",
+    "ProxyProtocolDatagramTransport",
     "ProxyProtocolError",
     "ProxyProtocolTransport",
     "Request",
+    "RequestObserver",
     "Server",
     "ServerClosedError",
     "ServerConfig",

@@ -38,6 +38,7 @@ from typedserve.counters import ACCEPTED, FINISHED, SLOW
 from typedserve.drain import LINGER
 from typedserve.errors import FramingError
 from typedserve.framing import Framer, Framing
+from typedserve.observe import Outcome
 from typedserve.requests import FramedRequest, StreamRequest
 
 __all__ = ["LINGER", "Parking"]
@@ -174,7 +175,7 @@ class Parking:
             data = b""  # reset by the peer: as good as closed
         if entry.mode is _LINGER:
             if not data:
-                self._drop(entry)
+                self._drop(entry, "rejected")  # not counted: reported when it was refused
             return
         assert entry.framer is not None
         if data and entry.started is None:
@@ -191,11 +192,11 @@ class Parking:
             frame = framer.next_frame()
         except FramingError as exc:
             logger.warning("closed the connection from %r: %s", entry.request.peer, exc)
-            self._drop(entry)
+            self._drop(entry, "error")
             return
         if frame is None:
             if framer.at_eof:
-                self._drop(entry)
+                self._drop(entry, "disconnect")  # a pending request: its peer left first
             elif entry.conn.fileno() not in self._parked:
                 if entry.started is None:  # between requests: the next must begin in time
                     self._hold(entry, _after(self._first_byte))
@@ -245,14 +246,28 @@ class Parking:
             if entry.mode is not _LINGER:
                 self._serving.counters.add(SLOW)
                 logger.debug("closed %r: too slow (timeouts.first_byte/request)", entry.request)
-            self._drop(entry)
+            self._drop(entry, "slow")
 
-    def _drop(self, entry: _Parked) -> None:
-        """Close a parked connection; its pending request, if counted, ends as finished."""
+    def _drop(self, entry: _Parked, outcome: Outcome) -> None:
+        """Close a parked connection; its pending request, if counted, ends as finished (and
+        is reported to the observers with ``outcome``)."""
         self._release(entry)
         if entry.counted:
             self._serving.counters.add(FINISHED)
+            if self._serving.observer is not None:
+                self._serving.observe(entry.request, outcome, self._parked_since(entry, outcome))
         _close(entry.conn)
+
+    def _parked_since(self, entry: _Parked, outcome: Outcome) -> float | None:
+        """When a parked request began, for its observers: a slow one when it was parked (or
+        its frame began); any other ends now (``None``)."""
+        if outcome != "slow":
+            return None
+        if entry.started is not None:
+            return entry.started
+        if entry.deadline is None or self._first_byte is None:
+            return None
+        return entry.deadline - self._first_byte
 
     def begin_drain(self, *, read: bool = True) -> None:
         """A drain starts: from now on nothing new is parked. Serve complete requests already
@@ -266,7 +281,7 @@ class Parking:
         for entry in list(self._parked.values()):
             if entry.mode is _LINGER:
                 continue
-            if not _is_pending(entry):
+            if not _is_pending(entry):  # not counted: no request of its own to report
                 self._release(entry)
                 _close(entry.conn)  # idle between requests: an orderly end
             elif not read:
@@ -306,7 +321,7 @@ class Parking:
     def close(self) -> None:
         """Close every connection still parked (the server is closing)."""
         for entry in list(self._parked.values()):
-            self._drop(entry)
+            self._drop(entry, "cut")
         self.closing = True
 
 

@@ -20,6 +20,7 @@ from typedserve.drain import DrainReport
 from typedserve.errors import ServerClosedError
 from typedserve.handlers import HandlerFactory
 from typedserve.host import ListenerOnDrain
+from typedserve.observe import RequestObserver
 from typedserve.requests import PeerAddress, RequestT
 from typedserve.transports.base import Transport
 
@@ -80,6 +81,11 @@ class ServerHost(Generic[RequestT]):
     def counters(self) -> Counters:
         """The shared counters."""
         return self._server._serving.counters
+
+    @property
+    def observer(self) -> RequestObserver | None:
+        """The server's request observers, if any."""
+        return self._server._serving.observer
 
     @property
     def stopping(self) -> bool:

@@ -11,7 +11,11 @@
   drain's deadline). Any thread.
 
 Counting: every admitted request ends in exactly one of ``refused``, ``rejected`` or
-``finished`` (see :mod:`typedserve.counters`). What a handler raises is counted in ``errors``
+``finished`` (see :mod:`typedserve.counters`), and is reported once to the server's observers
+(:mod:`typedserve.observe`), if any, with its outcome, just before its connection is closed.
+Without observers ``serve`` is the plain life cycle; with them it is
+:meth:`Serving._serve_observed`, the same written out with the clock reads and the report (so a
+server without observers pays nothing for them). What a handler raises is counted in ``errors``
 and goes to the error policy, except network events (a peer's reset, a broken pipe), counted
 in ``disconnects`` and logged as one INFO line (:meth:`Serving.report`): every strategy
 reports through it, in whichever process serves (forked children and prefork workers write
@@ -43,6 +47,7 @@ from typedserve.counters import (
 from typedserve.drain import BusyPolicy
 from typedserve.errors import ConfigError, HandshakeError, ProxyProtocolError
 from typedserve.handlers import HandlerFactory, declared_framing
+from typedserve.observe import Outcome, RequestObserver, observers_for, outcome_of
 from typedserve.options import ServerOptions
 from typedserve.policies import (
     AccessPolicy,
@@ -100,6 +105,11 @@ class Serving(Generic[RequestT]):
         """The access policy, when it waits for the opening (``verify_after_open``)."""
         if opener is not None and getattr(transport, "verify_after_open", False):
             self.verify_opened, self.verify = self.verify, None
+        self.observer: RequestObserver | None = observers_for(config)
+        """Who hears of each request's end (:func:`typedserve.observe.observers_for`)."""
+        self._cut: dict[int, RequestT] = {}  # with observers: what the last drain cut, by id
+        if self.observer is not None:
+            self.serve = self._serve_observed  # type: ignore[method-assign]
         if opener is not None and declared_framing(factory) is not None:
             raise ConfigError(
                 f"{getattr(factory, '__name__', factory)} declares a framing, which the server "
@@ -120,6 +130,7 @@ class Serving(Generic[RequestT]):
         allowed = self._allows(verify, request)
         if not allowed:
             self.counters.row[REFUSED] += 1
+            self.observe(request, "refused")
             request.close()
         return allowed
 
@@ -130,6 +141,7 @@ class Serving(Generic[RequestT]):
         if verify is None or self._allows(verify, request):
             return True
         self.counters.add(REFUSED)
+        self.observe(request, "refused")
         request.close()
         return False
 
@@ -151,6 +163,7 @@ class Serving(Generic[RequestT]):
                 self._on_busy(request)
             except Exception as exc:
                 self.report(exc, request.peer)
+        self.observe(request, "rejected")  # before the refusal, which may close it
         if not request.refuse():
             return False
         if linger:
@@ -160,8 +173,17 @@ class Serving(Generic[RequestT]):
     def submit_failed(self, exc: Exception, request: RequestT) -> None:
         """``strategy.submit`` raised: the request is still the server's to report and close."""
         self.report(exc, request.peer)
+        self.observe(request, "error")
         request.close()
         self.counters.add(FINISHED)
+
+    def observe(self, request: RequestT, outcome: Outcome, started: float | None = None) -> None:
+        """Report the end of ``request`` to the observers, if any (``started``: default now;
+        the request must still be open). Any thread."""
+        observer = self.observer
+        if observer is not None:
+            ended = time.monotonic()
+            observer.request_ended(request, outcome, ended if started is None else started, ended)
 
     # -- the strategy's thread -------------------------------------------------------------------
 
@@ -219,9 +241,65 @@ class Serving(Generic[RequestT]):
                 logger.debug("%r ran past timeouts.request", request)
                 counters.add(SLOW)
 
-    def _opened(self, request: RequestT) -> bool:
+    def _serve_observed(self, request: RequestT) -> None:
+        """:meth:`serve` on a server with observers: the same life cycle, written out, with
+        the request's outcome reported before it is closed (see the module docstring)."""
+        observer = cast("RequestObserver", self.observer)
+        started = time.monotonic()
+        counters = self.counters
+        if self.cutting:
+            observer.request_ended(request, "cut", started, started)
+            request.close()
+            counters.add(FINISHED)
+            return
+        if self.open_request is not None and not self._opened(request, started):
+            return
+        serial = self.serial
+        thread = get_ident()
+        if serial:
+            self.serial_request = request
+        else:
+            self.live[thread] = request
+        outcome: Outcome = "cut"  # unless set below: a BaseException (the CLI's interruption)
+        deadline = request.deadline
+        try:
+            handler = self.factory(request, self.context)  # type: ignore[arg-type]  # set by bind()
+            try:
+                handler.setup()
+                handler.handle()
+                handler.finish()
+            finally:
+                handler.close()
+            outcome = "completed"
+        except Exception as exc:
+            outcome = outcome_of(exc)
+            if deadline is None or time.monotonic() < deadline:
+                self.report(exc, request.peer)
+        finally:
+            if serial:
+                self.serial_request = None
+            else:
+                del self.live[thread]
+            failed = outcome != "completed"
+            ended = time.monotonic()
+            slow = deadline is not None and ended >= deadline
+            if self._cut.pop(id(request), None) is request:
+                outcome = "cut"  # by a drain, even if its handler then returned normally
+            if slow:
+                outcome = "slow"
+            observer.request_ended(request, outcome, started, ended)
+            if failed:
+                request.cut()
+            request.close()
+            counters.add(FINISHED)
+            if slow:
+                logger.debug("%r ran past timeouts.request", request)
+                counters.add(SLOW)
+
+    def _opened(self, request: RequestT, started: float | None = None) -> bool:
         """Run the transport's opening and the access policy that waited for it; ``False``:
-        the request ended there (closed and counted: finished, or refused)."""
+        the request ended there (closed and counted: finished, or refused; with ``started``,
+        reported to the observers)."""
         opener = cast("Callable[[RequestT], None]", self.open_request)
         serial = self.serial
         thread = get_ident()
@@ -234,6 +312,8 @@ class Serving(Generic[RequestT]):
         except Exception as exc:
             self.report(exc, request.peer)
             request.cut()
+            if started is not None:
+                self.observe(request, outcome_of(exc), started)
             request.close()
             self.counters.add(FINISHED)
             return False
@@ -281,6 +361,8 @@ class Serving(Generic[RequestT]):
     def cut_running(self) -> int:
         """Cut every request running in this process; return how many."""
         running = self.running()
+        if self.observer is not None:  # their outcome is "cut", whatever their handler does
+            self._cut = {id(request): request for request in running}
         for request in running:
             request.cut()
         return len(running)

@@ -44,6 +44,7 @@ from typedserve._config_sources import (
     merge,
     read_toml,
 )
+from typedserve.access_log.config import AccessLogConfig
 from typedserve.metrics.config import MetricsConfig
 from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import TLSConfig
@@ -292,6 +293,9 @@ class ServerConfig(_Model, frozen=True):
     """How a ``ProxyProtocolTransport`` reads PROXY protocol headers
     (:class:`~typedserve.proxy.config.ProxyProtocolConfig`); ``None``: its defaults (required,
     from loopback upstreams). Other transports ignore it."""
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    """The access log (:class:`~typedserve.access_log.config.AccessLogConfig`): off unless
+    ``enabled``; one INFO record per request on ``typedserve.access``."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """Metrics beyond the counters: the request-duration histogram
     (:class:`~typedserve.metrics.config.MetricsConfig`)."""

@@ -1,8 +1,8 @@
 """The server as a strategy sees it, cut by need into two narrow protocols.
 
 - :class:`Host`: what any strategy that runs requests needs: the config, the transport, the
-  handler factory and context, the counters, admission (``admit``, ``reject``), error
-  reporting, and the stop signal. An event-loop strategy (``AsyncIO``)
+  handler factory and context, the counters, the request observers, admission (``admit``,
+  ``reject``), error reporting, and the stop signal. An event-loop strategy (``AsyncIO``)
   needs nothing more.
 - :class:`LoopHost`: adds the server's own selector loop and drain, and the few operations a
   strategy that forks needs (watch fds in the loop, release the listener, start afresh in a
@@ -22,6 +22,7 @@ from typedserve.context import ServerContext
 from typedserve.counters import Counters
 from typedserve.drain import DrainReport
 from typedserve.handlers import HandlerFactory
+from typedserve.observe import RequestObserver
 from typedserve.requests import PeerAddress, RequestT
 from typedserve.transports.base import Transport
 
@@ -53,6 +54,13 @@ class Host(Protocol[RequestT]):
     @property
     def counters(self) -> Counters:
         """The shared counters ``Server.stats()`` reads (see :mod:`typedserve.counters`)."""
+
+    @property
+    def observer(self) -> RequestObserver | None:
+        """Who hears of each admitted request's end (:mod:`typedserve.observe`); ``None``: no
+        one, and the strategy must then spend nothing on it. A strategy that ends requests
+        outside ``serve``, ``admit`` and ``reject`` (an event loop's tasks, a dead child) calls
+        it once per request, before closing the connection."""
 
     @property
     def stopping(self) -> bool:

@@ -271,8 +271,14 @@ _ECHO = "typedserve.demo:StreamEcho"
         # PROXY protocol.
         ([_ECHO, "--proxy-trusted", "10.0.0.300/8"], "an IP network in CIDR form"),
         (
-            ["typedserve.demo:DatagramEcho", "--proxy-protocol", "required"],
-            "reads PROXY protocol headers on streams only",
+            [
+                "typedserve.demo:DatagramEcho",
+                "--unix",
+                "/tmp/x.sock",
+                "--proxy-protocol",
+                "required",
+            ],
+            "PROXY protocol headers are read on streams and UDP only",
         ),
         (
             ["examples.kv_store:build_server", "--port", "0", "--proxy-protocol", "required"],

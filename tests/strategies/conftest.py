@@ -69,9 +69,9 @@ def make_server(
     """Build a server for a transport case with the case's strategy and the command handler.
 
     Keyword arguments override config fields (``limits``, ``timeouts``, ``backlog``, ``tls``,
-    ``shutdown``), the handler (``handler=``, e.g. the case's ``framed_handler``) or the
-    strategy (``strategy=``, an instance), or pass server options (``on_busy``). Servers still
-    open at the end are closed before the leak check.
+    ``shutdown``, ``proxy_protocol``, ``access_log``), the handler (``handler=``, e.g. the
+    case's ``framed_handler``) or the strategy (``strategy=``, an instance), or pass server
+    options (``on_busy``). Servers still open at the end are closed before the leak check.
     """
     made: list[Server[Any, Any]] = []
 
@@ -83,7 +83,15 @@ def make_server(
         )
         config_fields = {
             k: options.pop(k)
-            for k in ("limits", "timeouts", "backlog", "shutdown", "tls", "proxy_protocol")
+            for k in (
+                "limits",
+                "timeouts",
+                "backlog",
+                "shutdown",
+                "tls",
+                "proxy_protocol",
+                "access_log",
+            )
             if k in options
         }
         default_handler = (

@@ -32,6 +32,9 @@ CLIENTS = 24
 """Connections made while one worker is stopped: each lands on either position's socket (by a
 hash of its addresses), so all 24 miss the stopped one with odds of 2**-24."""
 
+ARRIVALS = 100_000
+"""An upper bound on arrivals only: each test stops them once it has seen what it waits for."""
+
 
 @pytest.fixture
 def leak_check() -> Iterator[None]:
@@ -85,7 +88,8 @@ def test_a_rolling_restart_under_arrivals_resets_nobody(leak_check: None, gate: 
     server = reuse_port_server(prefork, gate)
     with serve_in_thread(server):
         assert prefork.wait_ready(WAIT)
-        with Arrivals(("127.0.0.1", server.address[1]), socket.AF_INET, early=0) as arrivals:
+        address = ("127.0.0.1", server.address[1])
+        with Arrivals(address, socket.AF_INET, early=0, limit=ARRIVALS) as arrivals:
             arrivals.go()
             assert arrivals.wait_settled(5)
             old = prefork.pids
@@ -109,7 +113,8 @@ def test_a_drain_under_arrivals_resets_nobody(leak_check: None, gate: Gate) -> N
     stopper = threading.Thread(target=lambda: reports.append(server.shutdown(grace=WAIT)))
     with serve_in_thread(server):
         assert prefork.wait_ready(WAIT)
-        with Arrivals(("127.0.0.1", server.address[1]), socket.AF_INET, early=0) as arrivals:
+        address = ("127.0.0.1", server.address[1])
+        with Arrivals(address, socket.AF_INET, early=0, limit=ARRIVALS) as arrivals:
             arrivals.go()
             assert arrivals.wait_settled(5)
             attempted = arrivals.outcomes.settled

@@ -22,6 +22,7 @@ from mypy import api
 
 from typedserve import config as config_module
 from typedserve._config_model import _Model
+from typedserve.access_log import config as access_log_config_module
 from typedserve.proxy import config as proxy_config_module
 from typedserve.tls import config as tls_config_module
 
@@ -118,10 +119,15 @@ def test_assigning_to_a_config_field_is_a_type_error(reported: Errors) -> None:
 def test_every_config_model_is_in_the_case_file() -> None:
     models = {
         name
-        for module in (config_module, tls_config_module, proxy_config_module)
+        for module in (
+            config_module,
+            tls_config_module,
+            proxy_config_module,
+            access_log_config_module,
+        )
         for name, value in vars(module).items()
         if isinstance(value, type) and issubclass(value, _Model) and value is not _Model
     }
     marked = set(re.findall(r'defined in "(\w+)" is read-only', CASE.read_text()))
     assert models == marked
-    assert len(models) == 10
+    assert len(models) == 11

@@ -23,17 +23,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
-from typedserve.aio.stream import AsyncStream
-from typedserve.counters import SLOW
+from typedserve.aio.recv_into import RecvIntoStream
+from typedserve.aio.stream import AsyncStream, TLSAsyncStream
+from typedserve.counters import FINISHED, SLOW
 from typedserve.errors import HandshakeError, ProxyProtocolError
 from typedserve.host import Host
+from typedserve.observe import Outcome, outcome_of
 from typedserve.requests import StreamRequest
 from typedserve.transports.proxied import ProxiedStreamRequest
+from typedserve.transports.proxied_datagram import ProxiedDatagram
 from typedserve.transports.tls import TLSStreamRequest
 
-__all__ = ["Refused", "attach", "has_input", "opens_first", "read_proxy_header"]
+__all__ = [
+    "Refused",
+    "attach",
+    "has_input",
+    "new_stream",
+    "open_datagram",
+    "opens_first",
+    "read_proxy_header",
+]
 
 Refused = Literal["refused"]
 """:func:`attach`'s answer for a connection the access policy refused after its PROXY header
@@ -56,6 +69,24 @@ def has_input(sock: socket.socket) -> bool:
     return True
 
 
+def new_stream(
+    loop: asyncio.AbstractEventLoop,
+    ready: asyncio.Future[None],
+    request: StreamRequest[Any],
+    idle: float | None,
+    recv_buffer: memoryview | None,
+) -> AsyncStream[Any]:
+    """The protocol object ``request``'s connection will be attached as: a TLS stream (no
+    half-close, its own buffers), a stream reading into the table's ``recv_buffer`` (the stdlib
+    loop), or a plain one."""
+    peer, deadline = request.peer, request.deadline
+    if isinstance(request, TLSStreamRequest):
+        return TLSAsyncStream(loop, ready, peer, idle=idle, deadline=deadline)
+    if recv_buffer is None:
+        return AsyncStream(loop, ready, peer, idle=idle, deadline=deadline)
+    return RecvIntoStream(loop, ready, peer, recv_buffer=recv_buffer, idle=idle, deadline=deadline)
+
+
 def opens_first(request: StreamRequest[Any]) -> ProxiedStreamRequest | None:
     """The PROXY request to open before ``request`` is attached (itself, or the one under its
     TLS), or ``None``."""
@@ -71,11 +102,14 @@ async def attach(
     stream: AsyncStream[Any],
     first_byte: float | None,
     host: Host[Any],
+    ended: Callable[[Outcome], None] | None = None,
 ) -> bool | Refused:
     """Attach ``request``'s connection to ``loop`` as ``stream`` (TLS: after its ClientHello,
     within ``first_byte`` seconds, handshake included; PROXY: after its header, see the module
     docstring); ``False`` if that failed: the socket is then closed, and a TLS or PROXY failure
-    reported (a silent TLS client counted as slow). ``"refused"``: see :data:`Refused`."""
+    reported (a silent TLS client counted as slow). ``"refused"``: see :data:`Refused`.
+    ``ended`` (the server's observers, if any) hears the outcome of a failure before the close
+    (``cut``: cancelled)."""
     sock = request.socket
     proxied = opens_first(request)
     if proxied is not None:
@@ -83,21 +117,25 @@ async def attach(
             await read_proxy_header(loop, proxied)
         except (ProxyProtocolError, OSError) as exc:
             host.report(exc, request.peer)
-            sock.close()
+            _close(sock, ended, outcome_of(exc))
             return False
         except BaseException:
-            sock.close()
+            _close(sock, ended, "cut")
             raise
         if proxied is not request:  # TLS over PROXY: the TLS request names the client too
             _set_peer(request, proxied.peer)
-        stream.peer = proxied.peer
+        header = proxied.proxy
+        if header is None:  # mode="optional", and the connection started without one
+            stream.peer = proxied.peer
+        else:
+            stream.relayed(header, proxied.peer, proxied.upstream)
         if not host.admit(request, opened=True):
             return "refused"
     try:
         if isinstance(request, TLSStreamRequest):  # the loop's own TLS: the handshake here
             if first_byte is not None and not await _readable(loop, sock, first_byte):
                 host.counters.add(SLOW)  # sent no ClientHello: as on a plain connection
-                sock.close()
+                _close(sock, ended, "slow")
                 return False
             if sock.family != socket.AF_UNIX:  # as the selector loop's TLS (and asyncio's TCP)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -110,16 +148,25 @@ async def attach(
         else:
             await loop.connect_accepted_socket(lambda: stream, sock)
     except (OSError, TimeoutError) as exc:  # reset before the loop saw it, or TLS failed
+        outcome: Outcome = "disconnect"
         if isinstance(request, TLSStreamRequest):
             host.report(HandshakeError(_handshake_failure(exc)), request.peer)
+            outcome = "handshake_failed"
         else:
             logger.debug("could not attach the connection from %r: %s", request.peer, exc)
-        sock.close()
+        _close(sock, ended, outcome)
         return False
     except BaseException:
-        sock.close()
+        _close(sock, ended, "cut")
         raise
     return True
+
+
+def _close(sock: socket.socket, ended: Callable[[Outcome], None] | None, outcome: Outcome) -> None:
+    """Close a connection that could not be attached, reporting ``outcome`` first."""
+    if ended is not None:
+        ended(outcome)
+    sock.close()
 
 
 async def read_proxy_header(loop: asyncio.AbstractEventLoop, request: ProxiedStreamRequest) -> None:
@@ -179,3 +226,18 @@ def _handshake_failure(exc: BaseException) -> str:
         return "timed out (timeouts.handshake)"
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
     return str(reason or exc or type(exc).__name__)
+
+
+def open_datagram(request: ProxiedDatagram, host: Host[Any]) -> bool:
+    """Parse a datagram's PROXY header (in memory: on the loop) and apply the access policy
+    that waited for it; ``False``: it ends here (counted finished and reported, or refused)."""
+    try:
+        request.open()
+    except ProxyProtocolError as exc:
+        host.report(exc, request.peer)
+        host.counters.add(FINISHED)
+        observer = host.observer
+        if observer is not None:
+            observer.request_ended(request, "proxy_refused", now := time.monotonic(), now)
+        return False
+    return host.admit(request, opened=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 from typedserve.aio.stream import AsyncStream
 from typedserve.counters import FINISHED, REJECTED, SLOW, Counters
+from typedserve.observe import Outcome
 
 __all__ = ["ParkedStreams"]
 
@@ -45,11 +46,13 @@ class ParkedStreams:
         first_byte: float,
         counters: Counters,
         ready: Callable[[AsyncStream[Any]], None],
+        ended: Callable[[AsyncStream[Any], Outcome], None] | None = None,
     ) -> None:
         self._loop = loop
         self._first_byte = first_byte
         self._counters = counters
         self._ready = ready
+        self._ended = ended  # the server's observers (if any) hear of a stream ended here
         self.streams: dict[AsyncStream[Any], asyncio.Future[bytes]] = {}
         """The parked streams and the read each waits on (the table's sweep expires them)."""
         self._emptied: asyncio.Future[None] | None = None  # a drain waits for the last one
@@ -77,6 +80,8 @@ class ParkedStreams:
             self._counters.add(SLOW)
             self._counters.add(FINISHED)
             logger.debug("closed %r: nothing received within timeouts.first_byte", stream)
+            if self._ended is not None:
+                self._ended(stream, "slow")
             stream.close()
             return
         self._ready(stream)  # input, an end or a loss: the handler sees which
@@ -95,6 +100,8 @@ class ParkedStreams:
         self.streams.clear()
         for stream in parked:
             self._counters.add(REJECTED)
+            if self._ended is not None:
+                self._ended(stream, "rejected")
             stream.close()
         return len(parked)
 
@@ -104,4 +111,6 @@ class ParkedStreams:
         self.streams.clear()
         for stream in parked:
             self._counters.add(FINISHED)
+            if self._ended is not None:
+                self._ended(stream, "cut")
             stream.abort()

@@ -28,6 +28,7 @@ from typedserve.aio.resumable import PARK, ResumableTask
 from typedserve.aio.write_side import NO_EXPIRY as _NO_EXPIRY
 from typedserve.aio.write_side import WriteSide
 from typedserve.errors import FramingError, StateError
+from typedserve.proxy import ProxyHeader
 from typedserve.requests import AddrT_co
 from typedserve.tls.info import SERVER_NAME, TLSInfo
 
@@ -75,6 +76,7 @@ class AsyncStream(WriteSide[AddrT_co]):
         "_parked",
         "_read_error",
         "_read_paused",
+        "_relayed",
         "_runner",
         "_waiter",
         "_want",
@@ -413,6 +415,27 @@ class AsyncStream(WriteSide[AddrT_co]):
         transport = self._transport
         conn = None if transport is None else transport.get_extra_info("ssl_object")
         return None if conn is None else TLSInfo.of(conn, getattr(conn, SERVER_NAME, None))
+
+    @property
+    def proxy(self) -> ProxyHeader | None:
+        """The PROXY protocol header the connection began with (a ``ProxyProtocolTransport``'s,
+        alone or under TLS), ``None`` on a direct connection."""
+        relayed: tuple[ProxyHeader, AddrT_co] | None = getattr(self, "_relayed", None)
+        return None if relayed is None else relayed[0]
+
+    @property
+    def upstream(self) -> AddrT_co:
+        """The connection's real peer: :attr:`peer` on a direct connection, the load balancer
+        when a PROXY protocol header named another client as the ``peer``."""
+        relayed: tuple[ProxyHeader, AddrT_co] | None = getattr(self, "_relayed", None)
+        return self.peer if relayed is None else relayed[1]
+
+    def relayed(self, header: ProxyHeader, client: object, upstream: object) -> None:
+        """Record the PROXY protocol ``header`` read before attaching: ``client`` becomes the
+        :attr:`peer`, ``upstream`` is the balancer. (Set once, by the server; a direct
+        connection never has it, so it costs a plain stream nothing.)"""
+        self.peer = cast("AddrT_co", client)  # addresses of the transport's own kind
+        self._relayed = (header, upstream)
 
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")

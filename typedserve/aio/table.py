@@ -13,7 +13,8 @@ task in an explicit table. The table
   datagram is handed over as is;
 - enforces the stream timeouts (``idle``, ``first_byte``, ``request``) with one periodic sweep;
 - drains on shutdown: stops accepting, serves what was queued, waits up to the grace for the
-  tasks, cancels the rest, aborts connections still flushing their replies. Loop thread only.
+  tasks, cancels the rest, aborts connections still flushing their replies;
+- reports each request's end to the server's observers, if any (:mod:`.observed`). Loop thread.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from functools import partial
 from typing import Any, Final
 
 from typedserve.admission import AcceptBackoff, AdmissionPolicy, log_backoff
-from typedserve.aio.attach import attach, has_input, opens_first
+from typedserve.aio.attach import attach, has_input, new_stream, open_datagram, opens_first
 from typedserve.aio.handlers import AsyncHandlerFactory
 from typedserve.aio.linger import Lingering
+from typedserve.aio.observed import ObservedStreams, serve_datagram_observed
 from typedserve.aio.parked import ParkedStreams
-from typedserve.aio.recv_into import RecvIntoStream
 from typedserve.aio.resumable import ResumableTask
 from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
@@ -39,7 +40,9 @@ from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
 from typedserve.errors import StrategyMismatchError
 from typedserve.handlers import declares_speaks_first
 from typedserve.host import Host
+from typedserve.observe import Outcome, outcome_of
 from typedserve.requests import Datagram, Request, StreamRequest
+from typedserve.transports.proxied_datagram import ProxiedDatagram
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
 from typedserve.transports.tls import TLSStreamRequest
 
@@ -95,11 +98,24 @@ class RequestTable:
         if sys.version_info >= (3, 12):
             new_task = partial(asyncio.Task, loop=loop, eager_start=True)
         self._datagram_task = new_task
+        observer = host.observer
+        self._observed = None if observer is None else ObservedStreams(observer)
+        self._serve_datagram: Callable[[Datagram], Coroutine[Any, Any, None]] = (
+            self._serve_datagram_plain
+            if observer is None
+            else partial(serve_datagram_observed, factory, self._context, host, observer)
+        )
         self._attaching: set[asyncio.Task[None]] = set()  # silent connections being attached
         self._parked = (  # connections with no input yet: attached, with no task
             None
             if self._first_byte is None
-            else ParkedStreams(loop, self._first_byte, self._counters, self._serve_attached)
+            else ParkedStreams(
+                loop,
+                self._first_byte,
+                self._counters,
+                self._serve_attached,
+                None if self._observed is None else self._observed.ended,
+            )
         )
         self._streams: set[AsyncStream] = set()  # connected, handler running: swept
         self._flushing: set[AsyncStream] = set()  # handler done, replies still being sent
@@ -182,27 +198,12 @@ class RequestTable:
             self._start(request)
 
     def _start(self, request: Request) -> None:
-        # AsyncIO adapts the two built-in request kinds to its own (a stream attached to the
-        # event loop, or the datagram as is): this is a conversion, not a per-request operation.
+        # Each built-in request kind as AsyncIO serves it: a stream on the loop, a datagram as is.
         loop = self._loop
         if isinstance(request, StreamRequest):
-            if isinstance(request, TLSStreamRequest):  # TLS: no half-close, its own buffers
-                stream: AsyncStream[Any] = TLSAsyncStream(
-                    loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
-                )
-            elif self._recv_buffer is None:
-                stream = AsyncStream(
-                    loop, self._ready, request.peer, idle=self._idle, deadline=request.deadline
-                )
-            else:
-                stream = RecvIntoStream(
-                    loop,
-                    self._ready,
-                    request.peer,
-                    recv_buffer=self._recv_buffer,
-                    idle=self._idle,
-                    deadline=request.deadline,
-                )
+            stream = new_stream(loop, self._ready, request, self._idle, self._recv_buffer)
+            if self._observed is not None:
+                self._observed.began(stream, request)
             if opens_first(request) is not None or (
                 self._parked is not None
                 and not isinstance(request, TLSStreamRequest)
@@ -215,11 +216,15 @@ class RequestTable:
             runner = stream._runner = ResumableTask(loop, self._serve_stream(request, stream))
             task = runner.task
         elif isinstance(request, Datagram):
+            if isinstance(request, ProxiedDatagram) and not open_datagram(request, self._host):
+                return  # refused at its header or by the access policy: reported there
             task = self._datagram_task(self._serve_datagram(request))
             if task.done():  # it ran to its end at once (3.12+): nothing to track
                 self._counters.add(FINISHED)
                 return
         else:
+            if (observer := self._host.observer) is not None:
+                observer.request_ended(request, "error", now := time.monotonic(), now)
             request.close()
             self._counters.add(FINISHED)
             raise StrategyMismatchError(
@@ -231,14 +236,18 @@ class RequestTable:
     async def _attach(self, request: StreamRequest, stream: AsyncStream[Any]) -> None:
         """Attach a connection that has sent nothing yet, then park it (or serve it, if its
         first bytes came meanwhile). Counts it finished itself if it cannot be attached."""
+        observed = self._observed
+        ended = None if observed is None else observed.ender(stream)
         try:
-            attached = await attach(self._loop, request, stream, None, self._host)
+            attached = await attach(self._loop, request, stream, None, self._host, ended)
         except BaseException:
             self._counters.add(FINISHED)  # its request ends here
             raise
         parked = self._parked
         if attached is not True:  # False: it ends here; "refused": counted as refused already
             self._counters.add(FINISHED, attached is False)
+            if observed is not None:  # reported by attach, or by the access policy
+                observed.forget(stream)
         elif parked is None or stream._buffer or stream._eof or isinstance(stream, TLSAsyncStream):
             self._serve_attached(stream)  # input already, or nothing parks it (PROXY, TLS)
         else:
@@ -246,6 +255,8 @@ class RequestTable:
 
     def _serve_attached(self, stream: AsyncStream[Any]) -> None:
         """Start the serving task of a stream already attached (it left the parking)."""
+        if self._observed is not None:
+            self._observed.serving(stream)
         runner = stream._runner = ResumableTask(self._loop, self._serve_stream(None, stream))
         task = runner.task
         self._tasks.add(task)
@@ -284,13 +295,22 @@ class RequestTable:
     async def _serve_stream(self, request: StreamRequest | None, stream: AsyncStream) -> None:
         """Attach ``request``'s connection to the loop as ``stream`` (``None``: attached
         already, and it has input), wait for its first byte, run the handler, release it."""
+        observed = self._observed
         if request is not None and not await attach(
-            self._loop, request, stream, self._first_byte, self._host
+            self._loop,
+            request,
+            stream,
+            self._first_byte,
+            self._host,
+            None if observed is None else observed.ender(stream),
         ):
+            if observed is not None:  # reported by attach, or by the access policy
+                observed.forget(stream)
             return
         streams = self._streams
         streams.add(stream)
         completed = False
+        outcome: Outcome = "cut"  # unless set below: cancelled (a drain's deadline, the close)
         try:
             if (
                 request is None
@@ -307,14 +327,19 @@ class RequestTable:
                         await handler.finish()
                     finally:
                         await handler.close()
+                    outcome = "completed"
                 except Exception as exc:
+                    outcome = outcome_of(exc)
                     self._host.report(exc, stream.peer)
             else:
                 self._counters.add(SLOW)
+                outcome = "slow"
                 logger.debug("closed %r: nothing received within timeouts.first_byte", stream)
             completed = True
         finally:
             streams.discard(stream)
+            if observed is not None:
+                observed.ended(stream, outcome)
             self._release(stream, completed=completed)
 
     def _release(self, stream: AsyncStream, *, completed: bool) -> None:
@@ -328,7 +353,7 @@ class RequestTable:
             self._flushing.add(stream)
             stream._on_lost = self._flushing.discard
 
-    async def _serve_datagram(self, request: Datagram) -> None:
+    async def _serve_datagram_plain(self, request: Datagram) -> None:
         try:
             handler = self._factory(request, self._context)
             try:

@@ -42,6 +42,11 @@ A second SIGINT or SIGTERM while stopping exits 1 at once, without waiting for t
 exit closes the connections still open; a ``fork`` child goes on until its request ends and
 ``prefork`` workers finish their own drain.
 
+Logging (``serve``, ``demo``): configured once, at start: one handler on the root logger,
+writing to stderr, at ``--log-level`` (default INFO; ``-v``: DEBUG), as text lines or with
+``--log-format json`` one JSON object per record. ``--access-log`` enables the access log (one
+INFO record per request on ``typedserve.access``; see :mod:`typedserve.access_log`).
+
 Metrics: ``serve --metrics HOST:PORT`` serves Prometheus's ``/metrics`` for the server
 (:mod:`typedserve.cli.metrics`; ``--metrics-histogram`` adds the request-duration histogram), from
 before it binds until it has stopped; it needs ``pip install 'typedserve[prometheus]'``.
@@ -55,17 +60,18 @@ ping the watchdog (:mod:`typedserve.systemd`). ``examples/deploy/`` has the unit
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from typedserve.cli import commands
+from typedserve.cli.logging_setup import add_logging_flags, configure_logging
 from typedserve.cli.metrics import add_metrics_flags
 from typedserve.cli.stopping import STOP_MARGIN, run_until_signal
 from typedserve.cli.targets import STRATEGY_NAMES, strategy_from_name
 
 # Here: the flags and main(). commands.py runs each subcommand, targets.py turns MODULE:ATTR
-# into a server, stopping.py serves until a signal and bounds the stop, metrics.py serves
+# into a server, stopping.py serves until a signal and bounds the stop, logging_setup.py
+# configures logging (--log-level, --log-format) and adds those flags, metrics.py serves
 # /metrics (--metrics).
 
 __all__ = ["STOP_MARGIN", "STRATEGY_NAMES", "main", "run_until_signal", "strategy_from_name"]
@@ -74,10 +80,7 @@ __all__ = ["STOP_MARGIN", "STRATEGY_NAMES", "main", "run_until_signal", "strateg
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (see the module docstring)."""
     args = _parser().parse_args(argv)  # a usage error exits 2 here, with argparse's message
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args)  # the only place logging is configured (logging_setup.py)
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
@@ -107,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N", help="size for pool/fork/prefork")
     _add_tls_flags(serve)
     _add_proxy_flags(serve)
+    add_logging_flags(serve)
     add_metrics_flags(serve)
     serve.set_defaults(command=commands.serve)
 
@@ -118,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve TLS on TCP, with a self-signed certificate for 127.0.0.1 and localhost made "
         "at start by the openssl command (UDP stays plain)",
     )
+    add_logging_flags(demo)
     demo.set_defaults(command=commands.demo)
 
     check = subcommands.add_parser("check-config", help="validate a TOML config file")

@@ -63,6 +63,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides["address.host"] = args.host
         if args.port is not None:
             overrides["address.port"] = args.port
+    if getattr(args, "access_log", False):
+        overrides["access_log.enabled"] = True
     return overrides | _tls_overrides(args) | _proxy_overrides(args) | metrics_overrides(args)
 
 

@@ -23,6 +23,7 @@ from typedserve.transports import (
     UnixStreamTransport,
 )
 from typedserve.transports.proxied import ProxyProtocolTransport
+from typedserve.transports.proxied_datagram import ProxyProtocolDatagramTransport
 from typedserve.transports.tls import TLSTransport
 
 __all__ = ["ADDRESSES", "base_transport", "check_factory_transport", "wrap_for_config"]
@@ -47,12 +48,15 @@ def wrap_for_config(transport: Any, config: ServerConfig, target: str, datagram:
     """``transport`` wrapped as the config's ``[proxy_protocol]`` and ``[tls]`` tables ask
     (both keep the inner transport's addresses)."""
     if config.proxy_protocol is not None and config.proxy_protocol.mode != "off":
-        if datagram:
+        if isinstance(transport, UDPTransport):
+            transport = ProxyProtocolDatagramTransport(transport)
+        elif datagram:
             raise TypedServeError(
-                f"{target} serves datagrams: the command line reads PROXY protocol headers on "
-                "streams only (drop the [proxy_protocol] table or --proxy-protocol)"
+                f"{target} serves Unix datagrams: PROXY protocol headers are read on streams "
+                "and UDP only (drop the [proxy_protocol] table or --proxy-protocol)"
             )
-        transport = ProxyProtocolTransport(transport)
+        else:
+            transport = ProxyProtocolTransport(transport)
     if config.tls is not None:
         if datagram:
             raise TypedServeError(f"{target} serves datagrams: TLS needs a stream (no DTLS)")
@@ -75,12 +79,14 @@ def check_factory_transport(spec: str, server: Server[Any, Any], config: ServerC
             "TLSTransport, or drop the table"
         )
     proxy = config.proxy_protocol
+    readers = (ProxyProtocolTransport, ProxyProtocolDatagramTransport)
     if (
         proxy is not None
         and proxy.mode != "off"
-        and not any(isinstance(t, ProxyProtocolTransport) for t in layers)
+        and not any(isinstance(t, readers) for t in layers)
     ):
         raise TypedServeError(
             f"the config has a [proxy_protocol] table but {spec}(config) built a {kind}: wrap "
-            "its transport in a ProxyProtocolTransport, or drop the table"
+            "its transport in a ProxyProtocolTransport (UDP: ProxyProtocolDatagramTransport), "
+            "or drop the table"
         )

@@ -25,8 +25,10 @@ blocks until a child exits rather than forking more.
 Counters and errors: each running child writes its own row of the server's shared counters
 (``stats()`` sums them), so handler errors and finished requests in children are counted; a
 child killed by a signal or exiting non-zero is logged (``typedserve.server``, ERROR) and its
-request counted as finished with an error. Requires Linux >= 5.3 (``os.pidfd_open``): elsewhere
-the constructor raises :class:`~typedserve.errors.UnsupportedPlatformError` (an ``OSError``).
+request counted as finished with an error (and reported to the server's observers as ``error``,
+or ``cut`` when the stop killed it: the child could not report it). Requires Linux >= 5.3
+(``os.pidfd_open``): elsewhere the constructor raises
+:class:`~typedserve.errors.UnsupportedPlatformError` (an ``OSError``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typedserve.counters import ERRORS, FINISHED
 from typedserve.drain import DrainReport
 from typedserve.errors import ConfigError, ServerClosedError, UnsupportedPlatformError
 from typedserve.host import LoopHost
+from typedserve.observe import Outcome
 from typedserve.requests import Request
 from typedserve.strategies._forked import close_inherited_clients, describe_status, flush_stdio
 from typedserve.strategies.base import Strategy
@@ -87,7 +90,8 @@ class ForkPerRequest(Strategy):
             )
         self.max_children = max_children
         self._host: LoopHost[Any] | None = None
-        self._children: dict[int, tuple[int, int, Request]] = {}  # pidfd -> (pid, slot, request)
+        # pidfd -> (pid, slot, request, when it was forked: with observers only, else 0.0)
+        self._children: dict[int, tuple[int, int, Request, float]] = {}
         self._free_slots = list(range(max_children, 0, -1))
         self._waiter: Callable[[], None] | None = None
         self._stopping = False
@@ -120,6 +124,7 @@ class ForkPerRequest(Strategy):
         while not self._free_slots:
             self._wait_for_exits(None)
         slot = self._free_slots.pop()
+        started = 0.0 if host.observer is None else time.monotonic()
         flush_stdio()
         pid = os.fork()
         if pid == 0:
@@ -131,7 +136,7 @@ class ForkPerRequest(Strategy):
             self._free_slots.append(slot)
             request.close()
             raise
-        entry = self._children[pidfd] = (pid, slot, request)
+        entry = self._children[pidfd] = (pid, slot, request, started)
         # The entry guards against a stale readiness event for a pidfd number reused since.
         host.watch(pidfd, lambda: self._reap(pidfd, entry))
 
@@ -143,7 +148,7 @@ class ForkPerRequest(Strategy):
             _set_signal(_SIGTERM, _SIG_DFL)
             _set_signal(_SIGINT, _SIG_DFL)
             host.counters.use_row(slot)
-            for pidfd, (_, _, other) in self._children.items():
+            for pidfd, (_, _, other, _) in self._children.items():
                 os.close(pidfd)
                 other_conn = other.connection
                 if other_conn is not None:
@@ -164,13 +169,12 @@ class ForkPerRequest(Strategy):
                 flush_stdio()
             os._exit(status)
 
-    def _reap(self, pidfd: int, entry: tuple[int, int, Request] | None = None) -> None:
+    def _reap(self, pidfd: int, entry: tuple[int, int, Request, float] | None = None) -> None:
         """The child behind ``pidfd`` exited: collect its status, free its slot, and close the
         parent's copy of its request (the child already ended its side)."""
         if entry is not None and self._children.get(pidfd) is not entry:
             return
-        pid, slot, request = self._children.pop(pidfd)
-        request.close()
+        pid, slot, request, started = self._children.pop(pidfd)
         if self._host is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._host.unwatch(pidfd)
@@ -184,6 +188,11 @@ class ForkPerRequest(Strategy):
             counters = self._host.counters
             counters.add(FINISHED)
             counters.add(ERRORS)
+            observer = self._host.observer
+            if observer is not None:  # the child died before it could report its request
+                outcome: Outcome = "cut" if self._stopping else "error"
+                observer.request_ended(request, outcome, started, time.monotonic())
+        request.close()
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter()
@@ -217,7 +226,7 @@ class ForkPerRequest(Strategy):
         Every child is reaped before this returns; returns how many needed SIGKILL.
         """
         self._stopping = True
-        for pid, _, _ in self._children.values():
+        for pid, _, _, _ in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -227,7 +236,7 @@ class ForkPerRequest(Strategy):
                 break
             self._wait_for_exits(left)
         killed = len(self._children)
-        for pid, _, _ in self._children.values():
+        for pid, _, _, _ in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while self._children:

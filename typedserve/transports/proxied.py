@@ -43,7 +43,14 @@ from typedserve.requests import InetSockAddr, PeerAddress, StreamRequest, UnixSo
 from typedserve.transports.stream import StreamTransport
 from typedserve.transports.wrapping import WrappingTransport
 
-__all__ = ["HeaderReader", "ProxiedStreamRequest", "ProxyProtocolTransport", "ProxySettings"]
+__all__ = [
+    "HeaderReader",
+    "ProxiedStreamRequest",
+    "ProxyProtocolTransport",
+    "ProxySettings",
+    "peer_of",
+    "read_header",
+]
 
 StreamAddrT_co = TypeVar("StreamAddrT_co", bound=InetSockAddr | UnixSockAddr, covariant=True)
 """The address type of a stream transport (TCP or Unix)."""
@@ -130,6 +137,35 @@ class HeaderReader:
         return result.length - len(self._seen), True, result
 
 
+def read_header(sock: socket.socket, reader: HeaderReader) -> ProxyHeader | None:
+    """Read a connection's header from blocking ``sock`` with ``reader`` (peeks, consuming only
+    the header's bytes), within ``reader.timeout`` for the whole of it; ``None``: the
+    connection has none and is served as is. :class:`ProxyProtocolError` if it fails. The
+    socket's own timeout is restored."""
+    timeout = sock.gettimeout()
+    ends = time.monotonic() + reader.timeout
+    header: ProxyHeader | None = None
+    try:
+        while True:
+            # Each wait gets what is left of the header's time: the whole is bounded.
+            sock.settimeout(max(ends - time.monotonic(), 0.000_001))
+            data = sock.recv(reader.size, socket.MSG_PEEK)
+            if not data:
+                raise reader.ended()
+            consume, done, header = reader.peeked(data)
+            while consume > 0:  # peeked already: in the socket's buffer
+                got = len(sock.recv(consume))
+                if not got:
+                    raise reader.ended()
+                consume -= got
+            if done:
+                return header
+    except TimeoutError:
+        raise reader.timed_out() from None
+    finally:
+        sock.settimeout(timeout)
+
+
 def peer_of(header: ProxyHeader | None, upstream: ProxyAddress) -> ProxyAddress:
     """The client a header names, or ``upstream`` when it names none (``LOCAL``, ``UNKNOWN``,
     no header)."""
@@ -170,29 +206,7 @@ class ProxiedStreamRequest(StreamRequest[ProxyAddress]):
         reader = self.reader()
         if reader is None:
             return
-        sock = self.socket
-        timeout = sock.gettimeout()
-        ends = time.monotonic() + reader.timeout
-        try:
-            while True:
-                # Each wait gets what is left of the header's time: the whole is bounded.
-                sock.settimeout(max(ends - time.monotonic(), 0.000_001))
-                data = sock.recv(reader.size, socket.MSG_PEEK)
-                if not data:
-                    raise reader.ended()
-                consume, done, header = reader.peeked(data)
-                while consume > 0:  # peeked already: in the socket's buffer
-                    got = len(sock.recv(consume))
-                    if not got:
-                        raise reader.ended()
-                    consume -= got
-                if done:
-                    break
-        except TimeoutError:
-            raise reader.timed_out() from None
-        finally:
-            sock.settimeout(timeout)
-        self.opened(header)
+        self.opened(read_header(self.socket, reader))
 
     def reader(self) -> HeaderReader | None:
         """A reader for this connection's header (``None``: ``mode="off"``, nothing to read);
@@ -248,10 +262,12 @@ class ProxyProtocolTransport(WrappingTransport[StreamAddrT_co]):
         Server(config=config, transport=ProxyProtocolTransport(TCPTransport()), handler=Echo,
                strategy=ThreadPool())
 
-    Datagram transports cannot be wrapped (a type error). Handlers that declare a framing
-    cannot be served through it (the loop would read the header as a frame): the server
-    refuses the pairing when it is built. A refused connection (overload, drain) is refused
-    before its header is read: a busy reply goes to the balancer, which relays it.
+    Datagram transports cannot be wrapped (a type error; UDP has
+    :class:`~typedserve.transports.proxied_datagram.ProxyProtocolDatagramTransport`).
+    Handlers that declare a framing cannot be served through it (the loop would read the
+    header as a frame): the server refuses the pairing when it is built. A refused
+    connection (overload, drain) is refused before its header is read: a busy reply goes to
+    the balancer, which relays it.
     """
 
     verify_after_open: ClassVar[Literal[True]] = True

@@ -44,7 +44,7 @@ from typedserve.transports.wrapping import WrappingTransport
 if TYPE_CHECKING:
     from typedserve.proxy.header import ProxyHeader
 
-__all__ = ["TLSStreamRequest", "TLSTransport"]
+__all__ = ["TLSStreamRequest", "TLSTransport", "record_negotiated"]
 
 # The plain socket calls: SSLSocket.shutdown also drops its TLS state, SSLSocket.recv decrypts.
 _shutdown = socket.socket.shutdown
@@ -195,6 +195,12 @@ def new_tls_request(
     _set_inner(tls, None if open_inner is None else request)
     _set_open_inner(tls, open_inner)
     return tls
+
+
+def record_negotiated(request: TLSStreamRequest[Any], info: TLSInfo) -> None:
+    """Make ``request.tls`` answer ``info``: what a handshake run elsewhere negotiated
+    (``AsyncIO``'s event loop runs its own, on the connection it took from the request)."""
+    _set_info(request, info)
 
 
 def _record_server_name(context: ssl.SSLContext) -> ssl.SSLContext:

@@ -19,6 +19,7 @@ from typedserve import (
     TLSConfig,
     UnixAddress,
 )
+from typedserve.access_log.config import AccessLogConfig
 from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import CertKeyPair
 
@@ -35,6 +36,8 @@ assert_type(tls.keyfile, Path | None)
 assert_type(config.tls, TLSConfig | None)
 assert_type(config.timeouts.handshake, float | None)
 assert_type(config.proxy_protocol, ProxyProtocolConfig | None)
+assert_type(config.access_log, AccessLogConfig)
+assert_type(config.access_log.template, str | None)
 
 config.backlog = 3  # E: misc: Property "backlog" defined in "ServerConfig" is read-only
 config.timeouts.idle = 1.0  # E: misc: Property "idle" defined in "Timeouts" is read-only
@@ -49,3 +52,4 @@ ShutdownConfig().grace = 1.0  # E: misc: Property "grace" defined in "ShutdownCo
 tls.alpn = ("h2",)  # E: misc: Property "alpn" defined in "TLSConfig" is read-only
 tls.sni["a.example"].keyfile = None  # E: misc: Property "keyfile" defined in "CertKeyPair" is read-only
 ProxyProtocolConfig().mode = "off"  # E: misc: Property "mode" defined in "ProxyProtocolConfig" is read-only
+config.access_log.enabled = True  # E: misc: Property "enabled" defined in "AccessLogConfig" is read-only

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import assert_type
 
 from typedserve import (
+    DatagramHandler,
+    ProxiedDatagram,
     ProxiedStreamRequest,
+    ProxyProtocolDatagramTransport,
     ProxyProtocolTransport,
     Server,
     ServerConfig,
@@ -15,6 +18,7 @@ from typedserve import (
     ThreadPool,
     TLSStreamRequest,
     TLSTransport,
+    UDPTransport,
     UnixStreamTransport,
 )
 from typedserve.proxy import ProxyAddress, ProxyHeader
@@ -49,3 +53,19 @@ Server(config=config, transport=ProxyProtocolTransport(UnixStreamTransport()), h
 tls = TLSTransport(ProxyProtocolTransport(TCPTransport()))
 assert_type(tls.receive(), TLSStreamRequest[ProxyAddress] | None)
 Server(config=config, transport=tls, handler=Client, strategy=ThreadPool())
+
+
+class Resolver(DatagramHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.read())
+
+
+def relayed_datagram(request: ProxiedDatagram) -> None:
+    assert_type(request.peer, ProxyAddress)
+    assert_type(request.upstream, InetSockAddr)
+    assert_type(request.proxy, ProxyHeader | None)
+
+
+udp = ProxyProtocolDatagramTransport(UDPTransport())
+assert_type(udp.receive(), ProxiedDatagram | None)
+Server(config=config, transport=udp, handler=Resolver, strategy=ThreadPool())
