@@ -18,6 +18,7 @@ from typedserve._serving import Serving
 from typedserve.access_log.config import FIELDS, AccessLogConfig
 from typedserve.access_log.observer import AccessLog, access_fields, describe_address, text_line
 from typedserve.access_log.tcp_info import parse_tcp_info, stream_bytes
+from typedserve.counters import Counters
 from typedserve.demo import StreamEcho
 from typedserve.framing import Lines
 from typedserve.handlers import StreamHandler
@@ -48,7 +49,7 @@ class Broken:
 
 
 def test_nothing_is_observed_by_default_and_serve_is_the_plain_life_cycle() -> None:
-    assert observers_for(ServerConfig()) is None
+    assert observers_for(ServerConfig(), Counters()) is None
     server = Server(config=ServerConfig(), transport=TCPTransport(), handler=StreamEcho)
     try:
         assert server._serving.observer is None
@@ -58,7 +59,7 @@ def test_nothing_is_observed_by_default_and_serve_is_the_plain_life_cycle() -> N
 
 
 def test_the_access_log_is_built_when_enabled() -> None:
-    made = observers_for(ServerConfig(access_log=AccessLogConfig(enabled=True)))
+    made = observers_for(ServerConfig(access_log=AccessLogConfig(enabled=True)), Counters())
     assert isinstance(made, Observers)
     [member] = made.members
     assert isinstance(member, AccessLog)
@@ -69,7 +70,7 @@ def test_a_factory_added_to_the_registry_observes_every_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen = Collect()
-    monkeypatch.setattr(observe, "OBSERVER_FACTORIES", (lambda config: seen,))
+    monkeypatch.setattr(observe, "OBSERVER_FACTORIES", (lambda config, counters: seen,))
     server = Server(
         config=ServerConfig(), transport=TCPTransport(), handler=StreamEcho, strategy=Inline()
     )

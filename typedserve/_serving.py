@@ -105,7 +105,7 @@ class Serving(Generic[RequestT]):
         """The access policy, when it waits for the opening (``verify_after_open``)."""
         if opener is not None and getattr(transport, "verify_after_open", False):
             self.verify_opened, self.verify = self.verify, None
-        self.observer: RequestObserver | None = observers_for(config)
+        self.observer: RequestObserver | None = observers_for(config, counters)
         """Who hears of each request's end (:func:`typedserve.observe.observers_for`)."""
         self._cut: dict[int, RequestT] = {}  # with observers: what the last drain cut, by id
         if self.observer is not None:

@@ -3,9 +3,11 @@
 A :class:`RequestObserver` is called once per admitted request (every request the server took
 from its transport and counted as accepted), on the thread or process that ended it, with the
 request, its :data:`Outcome` and two ``time.monotonic()`` values. The access log
-(:mod:`typedserve.access_log`) is one; a metrics histogram would be another. Observers are
-built from the server's config by :func:`observers_for`, once per server: ``None`` when none is
-enabled, and then the server pays nothing per request (no clock read, no call).
+(:mod:`typedserve.access_log`) is one; the request-duration histogram
+(:mod:`typedserve.metrics.histogram`, recording into the server's shared counters) another.
+Observers are built from the server's config and counters by :func:`observers_for`, once per
+server: ``None`` when none is enabled, and then the server pays nothing per request (no clock
+read, no call).
 
 Where each outcome is decided (every strategy reports through the same points):
 
@@ -40,6 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal, Protocol, TypeAlias, get_args
 
 from typedserve.config import ServerConfig
+from typedserve.counters import Counters
 from typedserve.errors import HandshakeError, ProxyProtocolError
 from typedserve.policies import is_disconnect
 from typedserve.requests import Request
@@ -92,8 +95,9 @@ class RequestObserver(Protocol):
         (``typedserve.server``, ERROR) by :class:`Observers` and serving goes on."""
 
 
-ObserverFactory: TypeAlias = Callable[[ServerConfig], RequestObserver | None]
-"""Builds one observer for a server from its config; ``None``: not enabled by that config."""
+ObserverFactory: TypeAlias = Callable[[ServerConfig, Counters], RequestObserver | None]
+"""Builds one observer for a server from its config (and its counters, shared by the processes
+that serve it); ``None``: not enabled by that config."""
 
 
 class Observers:
@@ -120,7 +124,7 @@ class Observers:
         return f"Observers({list(self.members)!r})"
 
 
-def _access_log(config: ServerConfig) -> RequestObserver | None:
+def _access_log(config: ServerConfig, counters: Counters) -> RequestObserver | None:
     """The access log (:mod:`typedserve.access_log`), when ``config.access_log.enabled``."""
     if not config.access_log.enabled:
         return None
@@ -129,19 +133,31 @@ def _access_log(config: ServerConfig) -> RequestObserver | None:
     return AccessLog(config.access_log)
 
 
+def _duration_histogram(config: ServerConfig, counters: Counters) -> RequestObserver | None:
+    """The request-duration histogram (:mod:`typedserve.metrics.histogram`), recording into
+    ``counters``, when ``config.metrics.duration_histogram``."""
+    if config.metrics.histogram is None:
+        return None
+    from typedserve.metrics.histogram import duration_observer  # only for servers that keep it
+
+    return duration_observer(config, counters)
+
+
 OBSERVER_FACTORIES: tuple[ObserverFactory, ...] = (
     _access_log,
-    # Add a factory here (one line): it gets the server's config and returns its observer, or
-    # None when that config does not enable it. Import the observer's module inside it, so a
-    # server that does not use it never imports it.
+    _duration_histogram,
+    # Add a factory here (one line): it gets the server's config and counters and returns its
+    # observer, or None when that config does not enable it. Import the observer's module
+    # inside it, so a server that does not use it never imports it.
 )
 """The factories :func:`observers_for` consults, in order (the order observers are called)."""
 
 
-def observers_for(config: ServerConfig) -> RequestObserver | None:
-    """The observers ``config`` enables, as one :class:`Observers`; ``None`` when it enables
-    none (the server then makes no observer call and no clock read per request)."""
-    made = [factory(config) for factory in OBSERVER_FACTORIES]
+def observers_for(config: ServerConfig, counters: Counters) -> RequestObserver | None:
+    """The observers ``config`` enables for a server whose counters are ``counters``, as one
+    :class:`Observers`; ``None`` when it enables none (the server then makes no observer call
+    and no clock read per request)."""
+    made = [factory(config, counters) for factory in OBSERVER_FACTORIES]
     members = [observer for observer in made if observer is not None]
     return Observers(members) if members else None
 

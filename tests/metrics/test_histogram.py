@@ -1,6 +1,7 @@
-"""The request-duration histogram without the observer seam: its columns in the shared
+"""The request-duration histogram at the unit level: its columns in the shared
 counters (bucketing, sums across rows and across a real fork, thread safety), the observer's
-outcome filter, the ``metrics`` config table, and the import rules of ``typedserve.metrics``."""
+outcome filter and its factory in the observer seam, the ``metrics`` config table, and the
+import rules of ``typedserve.metrics`` (end to end: ``test_scrape.py``)."""
 
 from __future__ import annotations
 
@@ -22,22 +23,11 @@ from typedserve.metrics import (
     MetricsConfig,
     duration_observer,
 )
+from typedserve.observe import OUTCOMES, RequestObserver, observers_for
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-OUTCOMES = (  # typedserve.observe.Outcome, the seam's (built on another branch)
-    "completed",
-    "error",
-    "disconnect",
-    "cut",
-    "slow",
-    "refused",
-    "rejected",
-    "handshake_failed",
-    "proxy_refused",
-)
 
 
 class Idle(StreamHandler):
@@ -153,8 +143,16 @@ def test_the_observer_factory_follows_the_config() -> None:
     on = ServerConfig(metrics=MetricsConfig(duration_histogram=True))
     assert duration_observer(off, Counters()) is None
     assert duration_observer(on, Counters()) is None  # counters made without the columns
-    observer = duration_observer(on, Counters(durations=on.metrics.buckets))
+    counters = Counters(durations=on.metrics.buckets)
+    observer: RequestObserver | None = duration_observer(on, counters)  # the seam's protocol
     assert isinstance(observer, DurationHistogram)
+    assert observers_for(off, Counters()) is None
+    seam = observers_for(on, counters)  # what a server with the histogram on is given
+    assert seam is not None
+    seam.request_ended(None, "completed", 1.0, 1.25)  # type: ignore[arg-type]  # not read
+    durations = counters.totals().durations
+    assert durations is not None
+    assert (durations.count, durations.sum) == (1, 0.25)
 
 
 def test_a_server_has_the_columns_only_with_the_histogram_on() -> None:

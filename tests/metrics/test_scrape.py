@@ -33,6 +33,7 @@ from typedserve.aio import AsyncHandler, AsyncStream
 from typedserve.handlers import DatagramHandler
 from typedserve.metrics import (
     DurationHistogram,
+    MetricsConfig,
     MetricsEndpoint,
     ServerCollector,
     register,
@@ -109,10 +110,10 @@ def _quiet(exc: BaseException, peer: object) -> None:
     """The error policy: the errors are on purpose (they are still counted)."""
 
 
-def _server(strategy: Any, **options: Any) -> Server[Any, Any]:
+def _server(strategy: Any, config: ServerConfig | None = None, **options: Any) -> Server[Any, Any]:
     handler: Any = AsyncCommands if isinstance(strategy, AsyncIO) else Commands
     return Server(
-        config=ServerConfig(),
+        config=config or ServerConfig(),
         transport=TCPTransport(),
         handler=handler,
         strategy=strategy,
@@ -139,6 +140,10 @@ def _ask(server: Server[Any, Any], command: bytes, source: str = ALLOWED) -> byt
         return data
 
 
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
 def scrape_once(registry: CollectorRegistry) -> Samples:
     """Scrape ``registry`` through a short-lived endpoint."""
     with MetricsEndpoint("127.0.0.1", 0, registry) as endpoint:
@@ -152,13 +157,17 @@ def _read_line(client: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.parametrize("histogram", [False, True], ids=["counters", "histogram"])
 @pytest.mark.parametrize("strategy_name", list(STRATEGIES))
 def test_scraped_values_equal_stats_after_known_requests(
-    leak_check: None, strategy_name: str
+    leak_check: None, strategy_name: str, histogram: bool
 ) -> None:
     """3 answered, 2 handler errors, 2 refused by the access policy (and, but for Inline, one
-    held while the others run): every counter and the gauge, scraped, are ``stats()``."""
-    server = _server(STRATEGIES[strategy_name]())
+    held while the others run): every counter and the gauge, scraped, are ``stats()``; with
+    ``metrics.duration_histogram``, the histogram holds every served request (not the refused
+    ones), recorded in whichever process served it."""
+    config = ServerConfig(metrics=MetricsConfig(duration_histogram=histogram))
+    server = _server(STRATEGIES[strategy_name](), config)
     registry = CollectorRegistry()
     register(server, registry, name="commands")
     with serve_in_thread(server), MetricsEndpoint("127.0.0.1", 0, registry) as endpoint:
@@ -191,7 +200,18 @@ def test_scraped_values_equal_stats_after_known_requests(
     accepted = 7 if held is None else 8
     assert (stats.accepted, stats.refused, stats.errors, stats.in_flight) == (accepted, 2, 2, 0)
     assert as_stats(scraped) == stats_dict(stats)
-    assert "typedserve_request_duration_seconds_count" not in scraped  # the histogram is off
+    durations = stats.request_durations
+    prefix = "typedserve_request_duration_seconds"
+    if not histogram:
+        assert durations is None
+        assert f"{prefix}_count" not in scraped
+    else:
+        assert durations is not None
+        served = accepted - stats.refused  # completed, held and failed: not the refused
+        assert durations.count == served == scraped[f"{prefix}_count"]
+        assert scraped[f"{prefix}_sum"] == pytest.approx(durations.sum)
+        cumulative = {_le(bound): n for bound, n in durations.cumulative()}
+        assert {le: scraped[f"{prefix}_bucket{{{le}}}"] for le in cumulative} == cumulative
     if strategy_name == "Prefork":
         assert len(pids) == 2, "both workers served, so their rows were summed"
 
