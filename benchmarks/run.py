@@ -431,6 +431,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         conns=50,
     ),
     Scenario(
+        "metrics connect x20",  # a request per connection: the histogram records each
+        "metrics",
+        ("connect", "--workers", "20"),
+        baseline="typedserve-ThreadPool",
+        metric="conn/s",
+    ),
+    Scenario(
         "startup import", "import", baseline=IMPORT_BASELINE, metric="ms", higher_better=False
     ),
     Scenario(
