@@ -23,6 +23,7 @@ from mypy import api
 from typedserve import config as config_module
 from typedserve._config_model import _Model
 from typedserve.access_log import config as access_log_config_module
+from typedserve.metrics import config as metrics_config_module
 from typedserve.proxy import config as proxy_config_module
 from typedserve.tls import config as tls_config_module
 
@@ -124,10 +125,11 @@ def test_every_config_model_is_in_the_case_file() -> None:
             tls_config_module,
             proxy_config_module,
             access_log_config_module,
+            metrics_config_module,
         )
         for name, value in vars(module).items()
         if isinstance(value, type) and issubclass(value, _Model) and value is not _Model
     }
     marked = set(re.findall(r'defined in "(\w+)" is read-only', CASE.read_text()))
     assert models == marked
-    assert len(models) == 11
+    assert len(models) == 12

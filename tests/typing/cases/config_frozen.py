@@ -20,6 +20,7 @@ from typedserve import (
     UnixAddress,
 )
 from typedserve.access_log.config import AccessLogConfig
+from typedserve.metrics.config import MetricsConfig
 from typedserve.proxy.config import ProxyProtocolConfig
 from typedserve.tls.config import CertKeyPair
 
@@ -38,6 +39,9 @@ assert_type(config.timeouts.handshake, float | None)
 assert_type(config.proxy_protocol, ProxyProtocolConfig | None)
 assert_type(config.access_log, AccessLogConfig)
 assert_type(config.access_log.template, str | None)
+assert_type(config.metrics, MetricsConfig)
+assert_type(config.metrics.buckets, tuple[float, ...])
+assert_type(config.metrics.histogram, tuple[float, ...] | None)
 
 config.backlog = 3  # E: misc: Property "backlog" defined in "ServerConfig" is read-only
 config.timeouts.idle = 1.0  # E: misc: Property "idle" defined in "Timeouts" is read-only
@@ -53,3 +57,4 @@ tls.alpn = ("h2",)  # E: misc: Property "alpn" defined in "TLSConfig" is read-on
 tls.sni["a.example"].keyfile = None  # E: misc: Property "keyfile" defined in "CertKeyPair" is read-only
 ProxyProtocolConfig().mode = "off"  # E: misc: Property "mode" defined in "ProxyProtocolConfig" is read-only
 config.access_log.enabled = True  # E: misc: Property "enabled" defined in "AccessLogConfig" is read-only
+config.metrics.duration_histogram = True  # E: misc: Property "duration_histogram" defined in "MetricsConfig" is read-only
