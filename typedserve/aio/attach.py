@@ -28,7 +28,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from typedserve.aio.recv_into import RecvIntoStream
-from typedserve.aio.stream import AsyncStream, TLSAsyncStream
+from typedserve.aio.stream import AsyncStream
+from typedserve.aio.tls_stream import TLSAsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.errors import HandshakeError, ProxyProtocolError
 from typedserve.host import Host

@@ -32,7 +32,7 @@ from typedserve.proxy import ProxyHeader
 from typedserve.requests import AddrT_co
 from typedserve.tls.info import SERVER_NAME, TLSInfo
 
-__all__ = ["DEFAULT_LIMIT", "AsyncStream", "TLSAsyncStream"]
+__all__ = ["DEFAULT_LIMIT", "AsyncStream"]
 
 DEFAULT_LIMIT: Final = 64 * 1024
 """The default longest line :meth:`AsyncStream.readline` accepts, and half the read buffer."""
@@ -418,38 +418,22 @@ class AsyncStream(WriteSide[AddrT_co]):
 
     @property
     def proxy(self) -> ProxyHeader | None:
-        """The PROXY protocol header the connection began with (a ``ProxyProtocolTransport``'s,
-        alone or under TLS), ``None`` on a direct connection."""
+        """The PROXY protocol header the connection began with, ``None`` if direct."""
         relayed: tuple[ProxyHeader, AddrT_co] | None = getattr(self, "_relayed", None)
         return None if relayed is None else relayed[0]
 
     @property
     def upstream(self) -> AddrT_co:
-        """The connection's real peer: :attr:`peer` on a direct connection, the load balancer
-        when a PROXY protocol header named another client as the ``peer``."""
+        """The real peer: :attr:`peer` if direct, else the load balancer."""
         relayed: tuple[ProxyHeader, AddrT_co] | None = getattr(self, "_relayed", None)
         return self.peer if relayed is None else relayed[1]
 
     def relayed(self, header: ProxyHeader, client: object, upstream: object) -> None:
-        """Record the PROXY protocol ``header`` read before attaching: ``client`` becomes the
-        :attr:`peer`, ``upstream`` is the balancer. (Set once, by the server; a direct
-        connection never has it, so it costs a plain stream nothing.)"""
+        """Record the PROXY ``header`` read before attaching (the server does, once): ``client``
+        is the :attr:`peer`, ``upstream`` the balancer. A direct connection pays nothing."""
         self.peer = cast("AddrT_co", client)  # addresses of the transport's own kind
         self._relayed = (header, upstream)
 
     def __repr__(self) -> str:
         state = "closed" if self._lost else ("eof" if self._eof else "open")
         return f"<AsyncStream {self.peer!r} {state} buffered={len(self._buffer)}>"
-
-
-class TLSAsyncStream(AsyncStream[AddrT_co]):
-    """An :class:`AsyncStream` over TLS (a ``TLSTransport``'s connection): TLS has no
-    half-close, so the end of the peer's data ends the connection (replies already written
-    are still flushed)."""
-
-    __slots__ = ()
-
-    def eof_received(self) -> bool:
-        """Record the end of the peer's data; the TLS transport then closes."""
-        super().eof_received()
-        return False

@@ -34,7 +34,7 @@ from typedserve.aio.linger import Lingering
 from typedserve.aio.observed import ObservedStreams, serve_datagram_observed
 from typedserve.aio.parked import ParkedStreams
 from typedserve.aio.resumable import ResumableTask
-from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream, TLSAsyncStream
+from typedserve.aio.stream import DEFAULT_LIMIT, AsyncStream
 from typedserve.counters import FINISHED, SLOW
 from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
 from typedserve.errors import StrategyMismatchError
@@ -53,8 +53,7 @@ logger = logging.getLogger("typedserve.server")
 _BATCH: Final = 64  # requests taken per readiness callback, so accepting cannot starve I/O
 _CANCEL_WAIT: Final = 1.0  # how long cancelled handlers get to run their ``close``
 _CLOSE_ROUNDS: Final = 100
-_SWEEP_MIN: Final = 0.005
-_SWEEP_MAX: Final = 1.0
+_SWEEP_MIN, _SWEEP_MAX = 0.005, 1.0  # bounds of the sweep's period, in seconds
 
 
 class RequestTable:
@@ -92,8 +91,7 @@ class RequestTable:
             else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        # 3.12+: a datagram's task starts eagerly, so a handler that never waits ends within
-        # the accept callback: no loop round trip, no done callback, no set to join.
+        # 3.12+: datagram tasks start eagerly (a handler that never waits ends in the callback).
         new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = loop.create_task
         if sys.version_info >= (3, 12):
             new_task = partial(asyncio.Task, loop=loop, eager_start=True)
@@ -248,8 +246,10 @@ class RequestTable:
             self._counters.add(FINISHED, attached is False)
             if observed is not None:  # reported by attach, or by the access policy
                 observed.forget(stream)
-        elif parked is None or stream._buffer or stream._eof or isinstance(stream, TLSAsyncStream):
-            self._serve_attached(stream)  # input already, or nothing parks it (PROXY, TLS)
+        elif (
+            parked is None or stream._buffer or stream._eof or isinstance(request, TLSStreamRequest)
+        ):  # input already, or nothing parks it (PROXY, TLS)
+            self._serve_attached(stream)
         else:
             parked.park(stream)
 
