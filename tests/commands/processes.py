@@ -6,6 +6,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,3 +74,14 @@ def start_process(started: list[subprocess.Popen[str]], *args: str, port_pattern
     started.append(process)
     banner, port = _read_until(process, re.compile(port_pattern))
     return Running(process, port, banner)
+
+
+def tcp_roundtrip(port: int, data: bytes) -> bytes:
+    """Send ``data`` to 127.0.0.1:``port``, half-close, read the reply to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)

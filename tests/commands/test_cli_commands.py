@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands.processes import ROOT, Running
+from tests.commands.processes import ROOT, Running, tcp_roundtrip
 
 pytestmark = pytest.mark.timeout(60)
 
 _DEMO_READY = r"nc -N \S+ (\d+)[\s\S]*Press Ctrl-C to stop"
-
-
-def _tcp_roundtrip(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(data)
-        conn.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := conn.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _udp_roundtrip(port: int, data: bytes) -> bytes:
@@ -50,7 +40,7 @@ def test_demo_answers_tcp_and_udp_then_stops_cleanly(
         "0",
         port_pattern=r"nc -N \S+ (\d+)[\s\S]*Press Ctrl-C to stop",
     )
-    assert _tcp_roundtrip(demo.port, b"hello\nworld\n") == b"hello\nworld\n"
+    assert tcp_roundtrip(demo.port, b"hello\nworld\n") == b"hello\nworld\n"
     assert _udp_roundtrip(demo.port, b"ping") == b"ping"
     status, output = demo.stop(sig)
     assert status == 0, output
@@ -131,7 +121,7 @@ def test_serve_a_handler_class_with_flags(launch: Callable[..., Running]) -> Non
         "--host", "127.0.0.1", "--port", "0", "--strategy", "inline",
         port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+) with Inline",
     )  # fmt: skip
-    assert _tcp_roundtrip(server.port, b"x\n") == b"x\n"
+    assert tcp_roundtrip(server.port, b"x\n") == b"x\n"
     status, output = server.stop()
     assert status == 0, output
 
@@ -152,7 +142,7 @@ def test_serve_a_factory_with_a_config_file(launch: Callable[..., Running], tmp_
         "-m", "typedserve", "serve", "examples.kv_store:build_server", "--config", str(config),
         port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+)",
     )  # fmt: skip
-    assert _tcp_roundtrip(server.port, b"SET k v\nGET k\n") == b"OK\nVALUE v\n"
+    assert tcp_roundtrip(server.port, b"SET k v\nGET k\n") == b"OK\nVALUE v\n"
     assert server.stop()[0] == 0
 
 
@@ -176,7 +166,7 @@ def test_serve_an_async_handler_picks_asyncio(launch: Callable[..., Running]) ->
         "-m", "typedserve", "serve", "tests.commands.cli_targets:AsyncGreeter", "--port", "0",
         port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+) with AsyncIO",
     )  # fmt: skip
-    assert _tcp_roundtrip(server.port, b"async\n") == b"ready\nasync\n"
+    assert tcp_roundtrip(server.port, b"async\n") == b"ready\nasync\n"
     assert server.stop()[0] == 0
 
 
@@ -186,7 +176,7 @@ def test_serve_an_async_handler_with_strategy_asyncio(launch: Callable[..., Runn
         "--port", "0", "--strategy", "asyncio",
         port_pattern=r"serving TCP on 127\.0\.0\.1:(\d+) with AsyncIO",
     )  # fmt: skip
-    assert _tcp_roundtrip(server.port, b"a\nb\n") == b"ready\na\nb\n"
+    assert tcp_roundtrip(server.port, b"a\nb\n") == b"ready\na\nb\n"
     assert server.stop()[0] == 0
 
 
@@ -212,7 +202,7 @@ def test_udp_decides_for_a_handler_that_does_not_name_its_request_type(
     if kind == "UDP":
         assert _udp_roundtrip(server.port, b"any") == b"any"
     else:
-        assert _tcp_roundtrip(server.port, b"") == b"ready\n"
+        assert tcp_roundtrip(server.port, b"") == b"ready\n"
     assert server.stop()[0] == 0
 
 

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
 
 import pytest
 
-from tests.commands.processes import ROOT, Running
+from tests.commands.processes import ROOT, Running, tcp_roundtrip
 from typedserve.access_log.config import FIELDS
 
 pytestmark = pytest.mark.timeout(60)
 
 _READY = r"serving TCP on 127\.0\.0\.1:(\d+)"
-
-
-def _echo(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(data)
-        conn.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := conn.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.mark.parametrize("strategy", ["threads", "prefork"])
@@ -39,7 +28,7 @@ def test_json_logs_carry_one_access_record_per_request(
         "--strategy", strategy, "--access-log", "--log-format", "json", "--log-level", "info",
         port_pattern=_READY,
     )  # fmt: skip
-    assert _echo(server.port, b"hello\n") == b"hello\n"
+    assert tcp_roundtrip(server.port, b"hello\n") == b"hello\n"
     seen = server.expect(r'"logger":"typedserve\.access"[^\n]*\n')
     status, rest = server.stop()
     assert status == 0, rest
@@ -60,7 +49,7 @@ def test_text_logs_and_the_level(launch: Callable[..., Running]) -> None:
         "--access-log",
         port_pattern=_READY,
     )  # fmt: skip
-    assert _echo(server.port, b"hi\n") == b"hi\n"
+    assert tcp_roundtrip(server.port, b"hi\n") == b"hi\n"
     line = server.expect(r"INFO typedserve\.access: [^\n]*\n")
     assert re.search(
         rf"INFO typedserve\.access: 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:{server.port} completed "
@@ -73,7 +62,7 @@ def test_text_logs_and_the_level(launch: Callable[..., Running]) -> None:
         "--access-log", "--log-level", "warning",
         port_pattern=_READY,
     )  # fmt: skip
-    assert _echo(quiet.port, b"hi\n") == b"hi\n"
+    assert tcp_roundtrip(quiet.port, b"hi\n") == b"hi\n"
     status, rest = quiet.stop()
     assert status == 0
     assert "typedserve.access" not in rest and "INFO" not in rest  # below the level

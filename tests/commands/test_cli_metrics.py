@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.commands.processes import ROOT, Running
+from tests.commands.processes import ROOT, Running, tcp_roundtrip
 from tests.metrics.scrape import needs_curl, of_server, scrape
 from typedserve.metrics import DEFAULT_BUCKETS
 
@@ -21,16 +21,6 @@ _READY = (
     r"metrics on http://127\.0\.0\.1:(\d+)/metrics[\s\S]*"
     r"serving TCP on 127\.0\.0\.1:(\d+) with Prefork"
 )
-
-
-def _echo(port: int, line: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(line)
-        conn.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := conn.recv(4096):
-            data += chunk
-    return data
 
 
 def test_serve_with_metrics_exposes_the_summed_stats_of_its_workers(
@@ -46,7 +36,7 @@ def test_serve_with_metrics_exposes_the_summed_stats_of_its_workers(
     assert match is not None
     served_port = int(match[2])
     for n in range(5):
-        assert _echo(served_port, b"line %d\n" % n) == b"line %d\n" % n
+        assert tcp_roundtrip(served_port, b"line %d\n" % n) == b"line %d\n" % n
     url = f"http://127.0.0.1:{server.port}/metrics"
     samples = scrape(url)
     name = f"127.0.0.1:{served_port}"  # the default name: the server's address

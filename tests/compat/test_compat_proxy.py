@@ -3,6 +3,7 @@ opted in by mixing it in (compat itself reads no header, as the stdlib)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
@@ -98,6 +99,10 @@ def ask(server: Any, data: bytes) -> bytes:
             while chunk := conn.recv(4096):
                 chunks.append(chunk)
         except (ConnectionResetError, BrokenPipeError):
+            return b""
+        except OSError as exc:  # ENOTCONN: the reset came before the half-close
+            if exc.errno != errno.ENOTCONN:
+                raise
             return b""
         return b"".join(chunks)
 
