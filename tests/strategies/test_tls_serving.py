@@ -236,8 +236,10 @@ def test_stalled_handshakes_are_closed_at_the_handshake_timeout_and_counted(
         for client in clients:
             with client:
                 assert read_all(client) == b""
-        assert server.stats().handshake_failures == stalled
+        # AsyncIO's TLS closes a timed-out connection before its handshake reports the
+        # failure: a request served after it is served after the report.
         assert ask(server, pki.client_context())["server_name"] == "localhost"
+        assert server.stats().handshake_failures == stalled
 
 
 def test_silent_connections_do_not_starve_tls_clients(
