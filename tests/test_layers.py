@@ -57,6 +57,8 @@ LAYERS: list[tuple[str, ...]] = [
         "typedserve._reactor",
         "typedserve._serving",
         "typedserve._parking",
+        "typedserve._pulling",
+        "typedserve._watches",
         "typedserve._loop",
     ),
     (

@@ -32,7 +32,8 @@ checks it; ARCHITECTURE.md walks a request through them):
    observer), ``logformat`` (formatters for applications: ``JsonFormatter``).
 3. The strategies' view of a server: ``host`` (``Host``, ``LoopHost``).
 4. Where requests run: ``strategies`` and ``aio`` (the AsyncIO request table).
-5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_loop``.
+5. The loop machinery: ``_lifecycle``, ``_reactor``, ``_serving``, ``_parking``, ``_pulling``,
+   ``_watches``, ``_loop``.
 6. ``server`` (and ``_server_host``, the ``LoopHost`` it hands its strategy;
    ``server_factory``, the shape the command line builds servers with; ``_server_params``,
    its type parameters).

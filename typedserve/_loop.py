@@ -11,7 +11,7 @@ first byte, or a whole frame when the handler declares its framing) and only the
 ``strategy.submit``. Accept errors that mean "out of fds or memory" pause accepting for the
 :class:`~typedserve.admission.AcceptBackoff` delay. A periodic sweep closes parked
 connections past their deadline and cuts running requests past ``timeouts.request`` (for a
-serial strategy, whose handler holds the loop thread, a :class:`_DeadlineWatch` thread does).
+serial strategy, whose handler holds the loop thread, a :class:`DeadlineWatch` thread does).
 
 The drain lives here too (:meth:`SelectorLoop.drain`): the kernel stops establishing new
 connections (:mod:`typedserve.transports.quiesce`), what was queued at the stop is served, parked
@@ -29,15 +29,16 @@ from __future__ import annotations
 import collections
 import logging
 import selectors
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic
 
 from typedserve._lifecycle import NEVER, StopSignal
 from typedserve._parking import Parking
+from typedserve._pulling import PULL_SUPPORTED, PullSource
 from typedserve._reactor import Reactor
 from typedserve._serving import Serving
+from typedserve._watches import DeadlineWatch, Watchdog
 from typedserve.admission import AcceptBackoff, Admission, AdmissionPolicy, log_backoff
 from typedserve.config import ServerConfig
 from typedserve.counters import ACCEPTED, REJECTED
@@ -45,7 +46,7 @@ from typedserve.drain import PENDING_WAIT, SETTLE, DrainReport
 from typedserve.handlers import declared_framing, declares_speaks_first
 from typedserve.host import ListenerOnDrain
 from typedserve.requests import RequestT
-from typedserve.strategies.base import Strategy
+from typedserve.strategies.base import Pulling, Strategy
 from typedserve.systemd import heartbeat
 from typedserve.transports.base import Transport
 from typedserve.transports.quiesce import hold_new_connections, queued_connections
@@ -102,17 +103,50 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         sweeps = timeouts.first_byte is not None or timeouts.request is not None
         self._next_sweep = time.monotonic() + self.parking.period if sweeps else None
         self._watches_deadlines = strategy.serial and timeouts.request is not None
-        self._deadline_watch: _DeadlineWatch | None = None  # started by the first run
+        self._deadline_watch: DeadlineWatch | None = None  # started by the first run
+        receiver = getattr(transport, "receiver", None)  # datagram transports
+        if receiver is not None and receiver() is None:
+            receiver = None  # its receive is a subclass's own
+        self._pull: tuple[PullSource[RequestT], Pulling] | None = None
+        # Not with limits.overload="reject": the loop must see what it turns away.
+        pulls = PULL_SUPPORTED and self.policy.pause_when_full
+        if receiver is not None and pulls and isinstance(strategy, Pulling):
+            self._pull = (PullSource(transport, receiver, serving), strategy)
 
     # -- running ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Dispatch until a stop is requested, beating the systemd watchdog each time round."""
+        """Dispatch until a stop is requested, beating the systemd watchdog each time round
+        (datagrams: the strategy's threads may receive them, see :mod:`typedserve._pulling`)."""
         self._start_deadline_watch()
-        stop = self.stop
-        with heartbeat() as pulse:
-            while not stop.requested:
-                self.run_once(pulse.beat(self.poll_timeout(None)))
+        stop, pulling = self.stop, self._pull
+        pull = None
+        if pulling is not None:
+            pull, lender = pulling
+            self._paused, self._resume_at = False, None
+            self.set_listening(False)
+            lender.pull(pull.open(self.waker.wake), self.policy.limit)
+        try:
+            with heartbeat() as pulse:
+                while not stop.requested:
+                    self.run_once(pulse.beat(self.poll_timeout(None)))
+                    if pull is not None and pull.error is not None:
+                        raise pull.error
+        finally:
+            if pull is not None:
+                self._stop_pulling(pull)
+
+    def _stop_pulling(self, pull: PullSource[RequestT]) -> None:
+        """Take the socket back from the strategy's threads; what they received after the
+        stop waits here, as a parked connection that became ready does."""
+        pull.stop()
+        verify, serving = self.serving.verify, self.serving
+        for request in pull.take_leftovers():
+            if verify is None or serving.verified(verify, request):
+                self._waiting.append(request)
+        if self._waiting:
+            self.waker.wake()  # the drain's first wait serves them, instead of waiting first
+        self.set_listening(True)
 
     def run_once(self, timeout: float | None, limit: int = BATCH) -> int:
         """Wait once for readiness and dispatch up to ``limit`` new requests (plus any parked
@@ -155,7 +189,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         """A serial strategy's handler runs on this thread, so the sweep cannot cut it: start
         the thread that does (once; it lives until :meth:`close`)."""
         if self._watches_deadlines and self._deadline_watch is None:
-            self._deadline_watch = _DeadlineWatch(self.parking.period, self.serving.cut_expired)
+            self._deadline_watch = DeadlineWatch(self.parking.period, self.serving.cut_expired)
 
     def poll_timeout(self, timeout: float | None) -> float | None:
         """``timeout``, shortened to the next sweep or the end of an accept back-off."""
@@ -320,7 +354,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._resume_at, self._paused = None, False
         rejected_before, self._dispatched = row[REJECTED], 0
         in_flight_before = strategy.in_flight
-        watchdog = _Watchdog(deadline, serving.cut_running) if strategy.serial else None
+        watchdog = Watchdog(deadline, serving.cut_running) if strategy.serial else None
         try:
             backlog, held = listener != "leave", False
             self.set_listening(backlog)
@@ -412,39 +446,3 @@ class SelectorLoop(Reactor, Generic[RequestT]):
                 return
             if serving.admit(request):
                 serving.reject(request)
-
-
-class _Watchdog:
-    """Cuts a serial strategy's running request at a drain's deadline: its handler runs on
-    the draining thread itself, which cannot check the clock while it waits."""
-
-    def __init__(self, deadline: float, cut: Callable[[], int]) -> None:
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-        self._timer.join()
-
-
-class _DeadlineWatch:
-    """Cuts a serial strategy's running request once its ``timeouts.request`` deadline has
-    passed (checked every ``period`` seconds, as the loop's sweep does): its handler runs on the
-    loop thread, which cannot sweep while the handler waits on a socket it reads directly."""
-
-    def __init__(self, period: float, cut_expired: Callable[[float], None]) -> None:
-        self._period = period
-        self._cut_expired = cut_expired
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="typedserve-deadlines", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._period):
-            self._cut_expired(time.monotonic())
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()

@@ -138,7 +138,11 @@ class Serving(Generic[RequestT]):
         """Apply the access policy that waited for the opening (any thread); close and count
         the request as refused if it does not pass (then it is not counted as finished)."""
         verify = self.verify_opened
-        if verify is None or self._allows(verify, request):
+        return verify is None or self.verified_by_worker(verify, request)
+
+    def verified_by_worker(self, verify: AccessPolicy[RequestT], request: RequestT) -> bool:
+        """:meth:`verified` on any thread (the refusal is counted under the lock)."""
+        if self._allows(verify, request):
             return True
         self.counters.add(REFUSED)
         self.observe(request, "refused")

@@ -50,6 +50,14 @@ and a drain from another thread cuts it when it holds the loop past the grace.
   :class:`~typedserve.drain.DrainReport`. The default is ``host.drain(grace)``, which does all
   that through ``in_flight``/``notify_when_available`` for any dispatching strategy.
 
+**Pulling** (optional, :class:`Pulling`): a strategy that can lend some of its threads to
+receive datagrams themselves. While its loop runs, the server then gives a datagram socket to
+as many as it serves at once, ``limit`` at most (``pull(work, limit)``: each runs
+``work(begin, end)`` until it returns), instead
+of receiving each datagram on the loop thread and submitting it (see
+:mod:`typedserve._pulling`). ``begin()`` is called (under a lock) once per datagram taken and
+``end()`` once it is done: between the two it counts in ``in_flight``. ``ThreadPool`` is one.
+
 Errors: an exception out of ``run`` or ``drain`` propagates out of ``serve_forever`` or
 ``shutdown``; a strategy reports handler errors only through ``serve``/``host.report``.
 """
@@ -63,7 +71,7 @@ from typedserve.drain import DrainReport
 from typedserve.host import ListenerOnDrain, LoopHost
 from typedserve.requests import Request
 
-__all__ = ["ListenerOnDrain", "LoopOwner", "Strategy"]
+__all__ = ["ListenerOnDrain", "LoopOwner", "Pulling", "Strategy"]
 
 T = TypeVar("T", bound=Request)
 
@@ -147,3 +155,15 @@ class Strategy(Protocol):
     def drain(self, host: LoopHost[Any], grace: float) -> DrainReport:
         """Drain gracefully within ``grace`` seconds (default: the server's own drain)."""
         return host.drain(grace)
+
+
+@runtime_checkable
+class Pulling(Protocol):
+    """A strategy whose threads can receive datagrams themselves (see the module docstring)."""
+
+    def pull(
+        self, work: Callable[[Callable[[], None], Callable[[], None]], None], limit: int | None
+    ) -> None:
+        """Run ``work(begin, end)`` on as many of the strategy's threads as it serves requests
+        at once, ``limit`` at most (each returns when the server stops pulling);
+        ``begin``/``end`` bracket each request in ``in_flight``."""

@@ -7,6 +7,11 @@ bounded through ``capacity``: the server stops accepting (or rejects, per
 excess connections wait in the kernel backlog instead of in memory. An idle worker blocks in
 ``SimpleQueue.get`` and costs nothing per connection.
 
+Datagrams: the pool lends its workers to the server (:meth:`ThreadPool.pull`), which lets
+``max_workers`` of them (fewer under ``limits.max_in_flight``) receive and serve datagrams
+themselves while its loop runs, with no queue hand-off; ``max_pending`` then goes unused and
+what exceeds the workers waits in the socket's receive buffer.
+
 Resource handling: :meth:`ThreadPool.close` queues one stop marker per worker and joins them;
 requests still queued run first (after a drain's deadline the server makes them close their
 connection without running the handler). Errors: ``serve`` never raises; a ``BaseException``
@@ -31,6 +36,7 @@ __all__ = ["ThreadPool"]
 T = TypeVar("T", bound=Request)
 
 _STOP = None
+_PULL: Any = object()  # in place of ``serve``: the item is a pulling job, ``work(begin, end)``
 
 
 class ThreadPool(Strategy):
@@ -77,22 +83,43 @@ class ThreadPool(Strategy):
                 self._workers.discard(thread)
             raise
 
+    def pull(
+        self, work: Callable[[Callable[[], None], Callable[[], None]], None], limit: int | None
+    ) -> None:
+        """Run ``work(begin, end)`` on ``max_workers`` workers (``limit`` if fewer), started
+        now if need be: they receive datagrams themselves until the server stops pulling, then
+        go back to the queue (see :class:`~typedserve.strategies.base.Pulling`)."""
+        count = self.max_workers if limit is None else min(limit, self.max_workers)
+        for _ in range(count):
+            self._queue.put((_PULL, work))
+        while len(self._workers) < count:
+            self._start_worker()
+
+    def _begin(self) -> None:
+        self._submitted += 1  # by pulling workers, one at a time (under their source's lock)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._finished += 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter()
+
     def _work(self) -> None:
-        get, lock = self._queue.get, self._lock
+        get, end = self._queue.get, self._end
         try:
             while (item := get()) is not _STOP:
                 serve, request = item
+                if serve is _PULL:
+                    request(self._begin, end)
+                    continue
                 try:
                     serve(request)
                 finally:
-                    with lock:
-                        self._finished += 1
-                    waiter = self._waiter
-                    if waiter is not None:
-                        self._waiter = None
-                        waiter()
+                    end()
         finally:
-            with lock:
+            with self._lock:
                 self._workers.discard(threading.current_thread())
 
     @property

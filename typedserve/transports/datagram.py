@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from collections.abc import Callable
+from functools import partial
 from typing import ClassVar, Generic
 
 from typing_extensions import TypeVar
@@ -23,6 +26,7 @@ logger = logging.getLogger("typedserve.transport")
 # payload out of it; above, each fresh allocation would be a mmap/munmap pair (glibc's
 # threshold is 128 KiB), so one buffer is reused instead.
 _FRESH_READ_MAX = 65_536
+_truncated_lock = threading.Lock()
 
 PeerT_co = TypeVar("PeerT_co", bound=PeerAddress, covariant=True, default=PeerAddress)
 """The type of a datagram's sender (wider than the bound address for Unix: ``None``)."""
@@ -84,7 +88,21 @@ class DatagramTransport(Generic[PeerT_co, AddrT_co]):
 
     def receive(self) -> Datagram[PeerT_co] | None:
         """Read one datagram, or ``None`` if none is pending or it was dropped as oversized."""
-        sock, buffer = self._socket, self._buffer
+        return self._receive(self._buffer)
+
+    def receiver(self) -> Callable[[], Datagram[PeerT_co] | None] | None:
+        """A :meth:`receive` for one more thread, which may call it while others receive (with
+        a buffer of its own when ``limits.max_datagram_size`` needs one); ``None`` when a
+        subclass overrides :meth:`receive` (its threads' safety is its own: the server then
+        receives on its loop thread only)."""
+        if type(self).receive is not DatagramTransport.receive:
+            return None
+        if self._buffer is None:
+            return self.receive
+        return partial(self._receive, bytearray(len(self._buffer)))
+
+    def _receive(self, buffer: bytearray | None) -> Datagram[PeerT_co] | None:
+        sock = self._socket
         if sock is None:
             raise ServerClosedError(f"{type(self).__name__} is not bound")
         try:
@@ -96,7 +114,8 @@ class DatagramTransport(Generic[PeerT_co, AddrT_co]):
         except (BlockingIOError, InterruptedError):
             return None
         if len(payload) > self._max:
-            self.stats.truncated += 1
+            with _truncated_lock:  # receivers on several threads (see receiver())
+                self.stats.truncated += 1
             if self._drop:
                 logger.warning(
                     "dropped a datagram from %r larger than limits.max_datagram_size=%d bytes",

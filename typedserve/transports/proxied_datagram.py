@@ -14,6 +14,7 @@ reaches the handler: counted in ``stats().proxy_refused`` and logged as one INFO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 from typedserve.config import ServerConfig
@@ -131,7 +132,16 @@ class ProxyProtocolDatagramTransport(WrappingTransport[InetSockAddr]):
 
     def receive(self) -> ProxiedDatagram | None:
         """Receive one datagram (its header is parsed where it is served)."""
-        datagram = self.inner.receive()
+        return self._wrap(self.inner.receive())
+
+    def receiver(self) -> Callable[[], ProxiedDatagram | None] | None:
+        """A :meth:`receive` for one more thread (see ``DatagramTransport.receiver``)."""
+        receive, wrap = self.inner.receiver(), self._wrap
+        if receive is None or type(self).receive is not ProxyProtocolDatagramTransport.receive:
+            return None
+        return lambda: wrap(receive())
+
+    def _wrap(self, datagram: Datagram[InetSockAddr] | None) -> ProxiedDatagram | None:
         if datagram is None:
             return None
         proxied: ProxiedDatagram = _new(ProxiedDatagram)

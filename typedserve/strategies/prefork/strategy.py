@@ -71,7 +71,7 @@ class Prefork(Strategy):
         # No queue in a worker: it takes only what it can start, leaving the rest of the
         # shared backlog to its siblings. A pool even of one thread keeps the worker's loop free
         # to hear "stop" and cut at the drain's deadline (an inline handler would hold it).
-        self._inner: Strategy = ThreadPool(threads_per_worker, 0)
+        self._inner = ThreadPool(threads_per_worker, 0)
         self._host: LoopHost[Any] | None = None
         self._in_worker = False
         self._supervisor = Supervisor(
@@ -83,6 +83,12 @@ class Prefork(Strategy):
     def submit(self, serve: Callable[[T], None], request: T) -> None:
         """Hand the request to the worker's inner strategy."""
         self._inner.submit(serve, request)
+
+    def pull(
+        self, work: Callable[[Callable[[], None], Callable[[], None]], None], limit: int | None
+    ) -> None:
+        """In a worker: its threads receive datagrams themselves (``ThreadPool.pull``)."""
+        self._inner.pull(work, limit)
 
     @property
     def in_flight(self) -> int:

@@ -1,0 +1,276 @@
+"""Datagrams received by the strategy's own threads (``ThreadPool``, ``Prefork``'s workers):
+counted exactly, bounded, drained without loss, and served again after a stop.
+
+See ``typedserve/_pulling.py``: while the loop runs, the pool's threads receive from the socket
+themselves. These tests try to break what that must keep: every datagram accepted ends as
+finished, refused or rejected (never lost between a thread and the drain), no more requests run
+than the limit, a stop hands the socket back so a later ``serve_forever`` serves again, and a
+transport whose ``receive`` is its own keeps being called.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from typedserve import (
+    Datagram,
+    Limits,
+    Server,
+    ServerConfig,
+    ThreadPool,
+    UDPTransport,
+    UnixDatagramTransport,
+)
+from typedserve.config import UnixAddress
+from typedserve.testing import serve_in_thread
+
+from .conftest import MakeServer
+from .support import STRATEGY_CASES, WAIT, CommandDatagram, Gate, StrategyCase, TransportCase
+
+pytestmark = pytest.mark.timeout(60)
+
+UDP = TransportCase("udp", UDPTransport, False)
+PULLING = [case for case in STRATEGY_CASES if case.name in ("ThreadPool", "Prefork")]
+
+
+@pytest.fixture(params=PULLING, ids=str)
+def strategy_case(request: pytest.FixtureRequest) -> StrategyCase:
+    """The strategies whose threads receive datagrams themselves."""
+    case: StrategyCase = request.param
+    return case
+
+
+def client_for(server: Server[Any, Any]) -> socket.socket:
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(WAIT)
+    client.connect(server.address[:2])
+    return client
+
+
+def ask(server: Server[Any, Any], payload: bytes) -> bytes:
+    with client_for(server) as client:
+        client.send(payload)
+        return client.recv(65_536)
+
+
+def test_every_datagram_is_counted_once_across_threads(make_server: MakeServer) -> None:
+    """Four clients, 250 requests each, one at a time per client: every reply is its own and
+    the counters add up exactly (accepted == finished, nothing in flight)."""
+    server = make_server(UDP)
+    failures: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with client_for(server) as conn:
+                for i in range(250):
+                    payload = b"echo:%d-%d" % (n, i)
+                    conn.send(payload)
+                    assert conn.recv(100) == payload[5:]
+        except BaseException as exc:
+            failures.append(exc)
+
+    with serve_in_thread(server):
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 3)
+        assert not failures, failures
+    stats = server.stats()  # after the close: a handler's reply precedes its end's count
+    assert (stats.accepted, stats.in_flight, stats.errors) == (1000, 0, 0)
+
+
+def test_no_more_run_at_once_than_the_limit(
+    make_server: MakeServer, gate: Gate, strategy_case: StrategyCase
+) -> None:
+    """With ``limits.max_in_flight=2`` and the pool's threads receiving, two handlers hold;
+    the other datagrams wait in the socket (not accepted) until one ends."""
+    if strategy_case.name == "Prefork":
+        pytest.skip("Prefork applies the limit per worker (see test_conformance)")
+    server = make_server(UDP, limits=Limits(max_in_flight=2), strategy=ThreadPool(max_workers=4))
+    with serve_in_thread(server):
+        clients = [client_for(server) for _ in range(4)]
+        try:
+            for client in clients:
+                client.send(b"gate")
+            gate.wait_started(2)
+            assert server.stats().in_flight == 2
+            gate.release()
+            gate.wait_started(2)  # the two that waited in the socket
+            gate.release()
+            for client in clients:
+                assert client.recv(10) == b"done"
+        finally:
+            for client in clients:
+                client.close()
+        assert server.stats().accepted == 4
+
+
+def test_a_drain_under_a_flood_loses_nothing_it_accepted(
+    make_server: MakeServer, strategy_case: StrategyCase
+) -> None:
+    """A client keeps sending while the server stops and drains: every datagram the server
+    took from the socket is finished, rejected or refused (none is left in flight or lost
+    between a receiving thread and the drain), and every thread the pool lent comes back (the
+    leak check)."""
+    server = make_server(UDP)
+    flooding = threading.Event()
+    stop = threading.Event()
+    sent, replies = [0], [0]
+
+    def flood() -> None:
+        with client_for(server) as conn:
+            conn.setblocking(False)
+            for _ in range(1_000_000):  # bounded: the test ends it long before
+                if stop.is_set():
+                    return
+                try:
+                    conn.send(b"echo:x")
+                    sent[0] += 1
+                except OSError:  # the receive buffer is full, or the server is gone (ICMP)
+                    pass
+                try:
+                    while conn.recv(100):
+                        replies[0] += 1
+                except OSError:
+                    pass
+                if sent[0] == 200:
+                    flooding.set()
+
+    flooder = threading.Thread(target=flood)
+    with serve_in_thread(server):
+        flooder.start()
+        assert flooding.wait(WAIT)
+        server.shutdown(grace=WAIT)
+    stop.set()
+    flooder.join(WAIT)
+    stats = server.stats()
+    assert stats.in_flight == 0  # accepted == finished + rejected + refused, exactly
+    assert 0 < replies[0] <= stats.accepted - stats.rejected
+    assert stats.errors == 0
+
+
+def test_serving_again_after_a_stop_takes_the_socket_back(
+    make_server: MakeServer, strategy_case: StrategyCase
+) -> None:
+    """A stop hands the socket back to the loop; a second ``serve_forever`` lends it again."""
+    if strategy_case.name == "Prefork":
+        pytest.skip(
+            "Prefork reaps a run's workers only at close: a third serve_forever finds no free "
+            "counters slot (a supervisor limit, not the workers' pulling)"
+        )
+    server = make_server(UDP)
+    server.bind()
+    for round_ in range(3):
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            assert server.wait_serving(WAIT)
+            assert ask(server, b"echo:%d" % round_) == b"%d" % round_
+        finally:
+            server.shutdown()
+            thread.join(WAIT)
+        assert not thread.is_alive()
+    assert server.stats().accepted == 3
+
+
+def test_a_refused_datagram_is_counted_and_not_served(make_server: MakeServer) -> None:
+    """The access policy runs on the receiving thread: a refused datagram gets no reply and is
+    counted as refused; the allowed one is served."""
+
+    def allow(request: Datagram[Any]) -> bool:
+        return not request.payload.startswith(b"echo:no")
+
+    server = make_server(UDP, verify_request=allow)
+    server.bind()
+    with client_for(server) as client:
+        with serve_in_thread(server):
+            client.send(b"echo:no")
+            client.send(b"echo:yes")
+            assert client.recv(10) == b"yes"
+        client.settimeout(0)
+        with pytest.raises(BlockingIOError):  # the server is closed: nothing else came
+            client.recv(10)
+    stats = server.stats()
+    assert (stats.accepted, stats.refused, stats.in_flight) == (2, 1, 0)
+
+
+class CountingUDP(UDPTransport):
+    """A transport with a ``receive`` of its own: the server must keep calling it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
+
+    def receive(self) -> Datagram[Any] | None:
+        datagram = super().receive()
+        if datagram is not None:
+            self.received += 1
+        return datagram
+
+
+def test_a_transport_with_its_own_receive_is_received_by_the_loop(
+    make_server: MakeServer, strategy_case: StrategyCase
+) -> None:
+    if strategy_case.name == "Prefork":
+        pytest.skip("the count would be in the workers' processes")
+    transport = CountingUDP()
+    server = make_server(TransportCase("udp", lambda: transport, False))
+    with serve_in_thread(server):
+        for i in range(5):
+            assert ask(server, b"echo:%d" % i) == b"%d" % i
+    assert transport.received == 5
+
+
+@pytest.fixture
+def unix_dgram_server(short_tmp_dir: Path) -> Iterator[Server[Any, Any]]:
+    config = ServerConfig(
+        address=UnixAddress(path=str(short_tmp_dir / "big.sock")),
+        limits=Limits(max_datagram_size=200_000),
+    )
+    server: Server[Any, Any] = Server(
+        config=config,
+        transport=UnixDatagramTransport(),
+        strategy=ThreadPool(max_workers=4),
+        handler=CommandDatagram,
+        state={},
+    )
+    with serve_in_thread(server):
+        yield server
+
+
+def test_large_datagrams_on_several_threads_keep_their_own_bytes(
+    unix_dgram_server: Server[Any, Any], short_tmp_dir: Path
+) -> None:
+    """Above 64 KiB each receiving thread reads into a buffer of its own: two clients sending
+    80 KB datagrams at once each get their own bytes back (two: a third 80 KB reply could
+    find the server's send buffer full)."""
+    failures: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as conn:
+                conn.bind(str(short_tmp_dir / f"c{n}.sock"))
+                conn.settimeout(WAIT)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                conn.connect(unix_dgram_server.address)
+                for i in range(40):
+                    body = bytes([n * 40 + i]) * 80_000
+                    conn.send(b"echo:" + body)
+                    assert conn.recv(200_000) == body
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    assert not failures, failures
+    assert unix_dgram_server.stats().accepted == 80
