@@ -181,6 +181,28 @@ def test_prefork_rolling_restart_replaces_every_worker_without_refusing_clients(
         assert ask(server, b"echo:new") == b"new"
 
 
+def test_prefork_serves_again_after_each_plain_stop(leak_check: None, gate: Gate) -> None:
+    """``serve_forever`` after ``shutdown()``, three times: each run forks new workers into
+    free counters slots (two per position). The third run used to find none (IndexError): the
+    first run's workers had exited but were reaped only at close."""
+    prefork = Prefork(workers=2)
+    server = tcp_server(prefork, gate)
+    server.bind()
+    try:
+        for run in range(3):
+            thread = threading.Thread(target=server.serve_forever)
+            thread.start()
+            try:
+                assert server.wait_serving(WAIT) and prefork.wait_ready(WAIT)
+                assert ask(server, b"echo:%d" % run) == b"%d" % run
+            finally:
+                server.shutdown()
+                thread.join(WAIT)
+            assert not thread.is_alive()
+    finally:
+        server.close()
+
+
 def test_prefork_with_reuse_port_serves_from_replacements_and_a_rolling_restart(
     leak_check: None, gate: Gate
 ) -> None:

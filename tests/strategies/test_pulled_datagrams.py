@@ -162,8 +162,8 @@ def test_serving_again_after_a_stop_takes_the_socket_back(
     """A stop hands the socket back to the loop; a second ``serve_forever`` lends it again."""
     if strategy_case.name == "Prefork":
         pytest.skip(
-            "Prefork reaps a run's workers only at close: a third serve_forever finds no free "
-            "counters slot (a supervisor limit, not the workers' pulling)"
+            "Prefork: after a plain shutdown() the old workers drain on the shared datagram "
+            "socket while a new run's workers serve, and a drain refuses what it reads"
         )
     server = make_server(UDP)
     server.bind()

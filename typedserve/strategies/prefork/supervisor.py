@@ -134,6 +134,7 @@ class Supervisor:
             self._hooked = True
             host.on_stop(lambda: self._poke(Wakeup.STOP))
         if not host.stopping:  # a stop that came first: no workers to start only to stop them
+            self._supervise_once(0)  # reap an earlier run's workers that have exited since
             taken = {w.position for w in self._live.values() if not w.stopping}
             for position in range(self.workers):
                 if position not in taken:
@@ -187,6 +188,8 @@ class Supervisor:
     def _spawn(self, position: int, replaces: WorkerProcess | None = None) -> None:
         host, selector = self._host, self._selector
         assert host is not None and selector is not None
+        while not self._free_slots:  # an earlier run's workers are still draining
+            self._supervise_once(None)  # their exits free their slots (within their grace)
         slot = self._free_slots.pop()
         rebind = self._ports.rebind_for(position)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
