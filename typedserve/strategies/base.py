@@ -53,10 +53,10 @@ and a drain from another thread cuts it when it holds the loop past the grace.
 **Pulling** (optional, :class:`Pulling`): a strategy that can lend some of its threads to
 receive datagrams themselves. While its loop runs, the server then gives a datagram socket to
 as many as it serves at once, ``limit`` at most (``pull(work, limit)``: each runs
-``work(begin, end)`` until it returns), instead
-of receiving each datagram on the loop thread and submitting it (see
-:mod:`typedserve._pulling`). ``begin()`` is called (under a lock) once per datagram taken and
-``end()`` once it is done: between the two it counts in ``in_flight``. ``ThreadPool`` is one.
+``work(started, ended)`` until it returns), instead of receiving each datagram on the loop
+thread and submitting it (see :mod:`typedserve._pulling`). ``started()`` and ``ended()``
+(called under the server's lock, one at a time) bracket each datagram in ``in_flight``.
+``ThreadPool`` is one.
 
 Errors: an exception out of ``run`` or ``drain`` propagates out of ``serve_forever`` or
 ``shutdown``; a strategy reports handler errors only through ``serve``/``host.report``.
@@ -164,6 +164,6 @@ class Pulling(Protocol):
     def pull(
         self, work: Callable[[Callable[[], None], Callable[[], None]], None], limit: int | None
     ) -> None:
-        """Run ``work(begin, end)`` on as many of the strategy's threads as it serves requests
+        """Run ``work(started, ended)`` on as many of the strategy's threads as it serves requests
         at once, ``limit`` at most (each returns when the server stops pulling);
-        ``begin``/``end`` bracket each request in ``in_flight``."""
+        ``started``/``ended`` bracket each request in ``in_flight``."""

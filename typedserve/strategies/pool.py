@@ -36,7 +36,7 @@ __all__ = ["ThreadPool"]
 T = TypeVar("T", bound=Request)
 
 _STOP = None
-_PULL: Any = object()  # in place of ``serve``: the item is a pulling job, ``work(begin, end)``
+_PULL: Any = object()  # in place of ``serve``: the item is a pulling job, ``work(...)``
 
 
 class ThreadPool(Strategy):
@@ -60,8 +60,9 @@ class ThreadPool(Strategy):
         )
         self._workers: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._submitted = 0  # written by the loop thread only
+        self._submitted = 0  # written by the loop thread (by pulling workers while they pull)
         self._finished = 0  # written by workers, under the lock
+        self._pulled_finished = 0  # written by pulling workers, under their source's lock
         self._waiter: Callable[[], None] | None = None
 
     def submit(self, serve: Callable[[T], None], request: T) -> None:
@@ -69,7 +70,7 @@ class ThreadPool(Strategy):
         self._queue.put((serve, request))
         self._submitted += 1
         workers = len(self._workers)
-        if workers < self.max_workers and self._submitted - self._finished > workers:
+        if workers < self.max_workers and self.in_flight > workers:
             self._start_worker()
 
     def _start_worker(self) -> None:
@@ -86,7 +87,7 @@ class ThreadPool(Strategy):
     def pull(
         self, work: Callable[[Callable[[], None], Callable[[], None]], None], limit: int | None
     ) -> None:
-        """Run ``work(begin, end)`` on ``max_workers`` workers (``limit`` if fewer), started
+        """Run ``work(started, ended)`` on ``max_workers`` workers (``limit`` if fewer), started
         now if need be: they receive datagrams themselves until the server stops pulling, then
         go back to the queue (see :class:`~typedserve.strategies.base.Pulling`)."""
         count = self.max_workers if limit is None else min(limit, self.max_workers)
@@ -95,8 +96,17 @@ class ThreadPool(Strategy):
         while len(self._workers) < count:
             self._start_worker()
 
-    def _begin(self) -> None:
-        self._submitted += 1  # by pulling workers, one at a time (under their source's lock)
+    # A pulling worker's accounting, called under its source's lock (so one at a time): its
+    # own count of ends, since queue workers may still count theirs under self._lock.
+    def _pulled_started(self) -> None:
+        self._submitted += 1
+
+    def _pulled_ended(self) -> None:
+        self._pulled_finished += 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter()
 
     def _end(self) -> None:
         with self._lock:
@@ -112,7 +122,7 @@ class ThreadPool(Strategy):
             while (item := get()) is not _STOP:
                 serve, request = item
                 if serve is _PULL:
-                    request(self._begin, end)
+                    request(self._pulled_started, self._pulled_ended)
                     continue
                 try:
                     serve(request)
@@ -125,7 +135,7 @@ class ThreadPool(Strategy):
     @property
     def in_flight(self) -> int:
         """Requests running or queued."""
-        return self._submitted - self._finished
+        return self._submitted - self._finished - self._pulled_finished
 
     @property
     def capacity(self) -> int:
@@ -140,7 +150,7 @@ class ThreadPool(Strategy):
     def notify_when_available(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the next request finishes (at once if none is in flight)."""
         self._waiter = callback
-        if self._submitted == self._finished:
+        if self.in_flight == 0:
             waiter, self._waiter = self._waiter, None
             if waiter is not None:
                 waiter()
