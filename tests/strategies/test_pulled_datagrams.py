@@ -21,6 +21,7 @@ import pytest
 from typedserve import (
     Datagram,
     Limits,
+    Prefork,
     Server,
     ServerConfig,
     ThreadPool,
@@ -159,19 +160,21 @@ def test_a_drain_under_a_flood_loses_nothing_it_accepted(
 def test_serving_again_after_a_stop_takes_the_socket_back(
     make_server: MakeServer, strategy_case: StrategyCase
 ) -> None:
-    """A stop hands the socket back to the loop; a second ``serve_forever`` lends it again."""
-    if strategy_case.name == "Prefork":
-        pytest.skip(
-            "Prefork: after a plain shutdown() the old workers drain on the shared datagram "
-            "socket while a new run's workers serve, and a drain refuses what it reads"
-        )
+    """A stop hands the socket back to the loop; a second ``serve_forever`` lends it again.
+
+    Prefork forks new workers each run; the old ones drain after a plain ``shutdown()``, and
+    a draining worker refuses what it reads from the shared socket: a new run waits for them
+    to exit before it forks (the datagram sent here once went to a draining worker)."""
     server = make_server(UDP)
     server.bind()
+    strategy = server.strategy
     for round_ in range(3):
         thread = threading.Thread(target=server.serve_forever)
         thread.start()
         try:
             assert server.wait_serving(WAIT)
+            if isinstance(strategy, Prefork):
+                assert strategy.wait_ready(WAIT)
             assert ask(server, b"echo:%d" % round_) == b"%d" % round_
         finally:
             server.shutdown()

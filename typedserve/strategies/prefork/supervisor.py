@@ -15,6 +15,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -135,6 +136,9 @@ class Supervisor:
             host.on_stop(lambda: self._poke(Wakeup.STOP))
         if not host.stopping:  # a stop that came first: no workers to start only to stop them
             self._supervise_once(0)  # reap an earlier run's workers that have exited since
+            if _is_datagram(host):  # an earlier run's draining worker refuses what it reads
+                while not host.stopping and any(w.stopping for w in self._live.values()):
+                    self._supervise_once(None)  # until it exits (within its grace)
             taken = {w.position for w in self._live.values() if not w.stopping}
             for position in range(self.workers):
                 if position not in taken:
@@ -342,3 +346,15 @@ class Supervisor:
         self._wake_r = self._wake_w = -1
         self._ports.close()
         return lost
+
+
+def _is_datagram(host: LoopHost[Any]) -> bool:
+    """Whether the server's socket is a datagram one (no queue a drain could hand over)."""
+    try:
+        view = socket.socket(fileno=host.transport.fileno())
+    except OSError:
+        return False
+    try:
+        return view.type == socket.SOCK_DGRAM
+    finally:
+        view.detach()  # the transport's socket: not closed here
