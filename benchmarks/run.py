@@ -1744,7 +1744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATTERN",
         help="regex on scenario or server names (repeatable, comma-separated)",
     )
-    parser.add_argument("--duration", type=float, help="seconds per run (default 1.2, quick 0.5)")
+    parser.add_argument("--duration", type=float, help="seconds per run (default 1.0, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
@@ -1762,7 +1762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = [p for item in args.only for p in item.split(",") if p]
     quick: bool = args.quick
     cfg = Settings(
-        duration=min(max(args.duration or (0.5 if quick else 1.2), 0.1), 60.0),
+        duration=min(max(args.duration or (0.5 if quick else 1.0), 0.1), 60.0),
         repeats=min(max(args.repeats or (1 if quick else 3), 1), 20),
         warmup=0.0 if quick else 0.2,
         shutdown_samples=5 if quick else 20,
