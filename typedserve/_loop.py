@@ -141,8 +141,8 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         stop waits here, as a parked connection that became ready does."""
         pull.stop()
         verify, serving = self.serving.verify, self.serving
-        for request in pull.take_leftovers():
-            if verify is None or serving.verified(verify, request):
+        for request in pull.take_leftovers():  # (a pulling thread may still be counting)
+            if verify is None or serving.verified_by_worker(verify, request):
                 self._waiting.append(request)
         if self._waiting:
             self.waker.wake()  # the drain's first wait serves them, instead of waiting first

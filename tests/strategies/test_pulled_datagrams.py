@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,29 +60,38 @@ def ask(server: Server[Any, Any], payload: bytes) -> bytes:
         return client.recv(65_536)
 
 
+def run_clients(client: Callable[[int], None], count: int) -> None:
+    """Run ``client(n)`` for n in ``range(count)`` on threads at once; re-raise a failure."""
+    failures: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            client(n)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    assert not failures, failures
+
+
 def test_every_datagram_is_counted_once_across_threads(make_server: MakeServer) -> None:
     """Four clients, 250 requests each, one at a time per client: every reply is its own and
     the counters add up exactly (accepted == finished, nothing in flight)."""
     server = make_server(UDP)
-    failures: list[BaseException] = []
 
     def client(n: int) -> None:
-        try:
-            with client_for(server) as conn:
-                for i in range(250):
-                    payload = b"echo:%d-%d" % (n, i)
-                    conn.send(payload)
-                    assert conn.recv(100) == payload[5:]
-        except BaseException as exc:
-            failures.append(exc)
+        with client_for(server) as conn:
+            for i in range(250):
+                payload = b"echo:%d-%d" % (n, i)
+                conn.send(payload)
+                assert conn.recv(100) == payload[5:]
 
     with serve_in_thread(server):
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT * 3)
-        assert not failures, failures
+        run_clients(client, 4)
     stats = server.stats()  # after the close: a handler's reply precedes its end's count
     assert (stats.accepted, stats.in_flight, stats.errors) == (1000, 0, 0)
 
@@ -254,26 +263,17 @@ def test_large_datagrams_on_several_threads_keep_their_own_bytes(
     """Above 64 KiB each receiving thread reads into a buffer of its own: two clients sending
     80 KB datagrams at once each get their own bytes back (two: a third 80 KB reply could
     find the server's send buffer full)."""
-    failures: list[BaseException] = []
 
     def client(n: int) -> None:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as conn:
-                conn.bind(str(short_tmp_dir / f"c{n}.sock"))
-                conn.settimeout(WAIT)
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-                conn.connect(unix_dgram_server.address)
-                for i in range(40):
-                    body = bytes([n * 40 + i]) * 80_000
-                    conn.send(b"echo:" + body)
-                    assert conn.recv(200_000) == body
-        except BaseException as exc:
-            failures.append(exc)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as conn:
+            conn.bind(str(short_tmp_dir / f"c{n}.sock"))
+            conn.settimeout(WAIT)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            conn.connect(unix_dgram_server.address)
+            for i in range(40):
+                body = bytes([n * 40 + i]) * 80_000
+                conn.send(b"echo:" + body)
+                assert conn.recv(200_000) == body
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT * 3)
-    assert not failures, failures
+    run_clients(client, 2)
     assert unix_dgram_server.stats().accepted == 80

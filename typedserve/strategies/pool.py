@@ -60,9 +60,10 @@ class ThreadPool(Strategy):
         )
         self._workers: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._submitted = 0  # written by the loop thread (by pulling workers while they pull)
+        self._submitted = 0  # written by the loop thread only
         self._finished = 0  # written by workers, under the lock
-        self._pulled_finished = 0  # written by pulling workers, under their source's lock
+        self._pulled = 0  # requests pulled minus those ended: by pulling workers, under
+        # their source's lock (never the loop thread's or queue workers' counters)
         self._waiter: Callable[[], None] | None = None
 
     def submit(self, serve: Callable[[T], None], request: T) -> None:
@@ -96,13 +97,13 @@ class ThreadPool(Strategy):
         while len(self._workers) < count:
             self._start_worker()
 
-    # A pulling worker's accounting, called under its source's lock (so one at a time): its
-    # own count of ends, since queue workers may still count theirs under self._lock.
+    # A pulling worker's accounting, called under its source's lock (so one at a time): a
+    # count of its own, since the loop thread and queue workers may still count theirs.
     def _pulled_started(self) -> None:
-        self._submitted += 1
+        self._pulled += 1
 
     def _pulled_ended(self) -> None:
-        self._pulled_finished += 1
+        self._pulled -= 1
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -135,7 +136,7 @@ class ThreadPool(Strategy):
     @property
     def in_flight(self) -> int:
         """Requests running or queued."""
-        return self._submitted - self._finished - self._pulled_finished
+        return self._submitted - self._finished + self._pulled
 
     @property
     def capacity(self) -> int:
