@@ -18,10 +18,9 @@ connections (:mod:`typedserve.transports.quiesce`), what was queued at the stop 
 connections are served, refused or closed, requests in flight get until the deadline, what is
 left is cut, and arrivals are refused cleanly (busy hook, FIN, linger) rather than reset.
 
-Threads: everything runs on the thread that owns the loop (the serving thread, then the one
-draining); a stop is asked through the shared :class:`~typedserve._lifecycle.StopSignal`
-(any thread or a signal handler), which wakes the selector. A forked worker builds a new loop
-rather than sharing its parent's kernel objects.
+Threads: all on the thread owning the loop (serving, then draining); a stop comes through the
+shared :class:`~typedserve._lifecycle.StopSignal`, which wakes the selector. A forked worker
+builds a loop of its own.
 """
 
 from __future__ import annotations
@@ -76,8 +75,7 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         self._backlog = max(config.backlog, BATCH)
         super().__init__(stop)
         self._limit = BATCH  # requests to take in this wait (1 for handle_request)
-        self._dispatched = 0
-        self._draining = False
+        self._dispatched, self._draining = 0, False
         self._serve_late = False  # while draining: serve what the listener still yields
         self._drain_deadline: float | None = None  # while draining: nothing starts after it
         self._listening = False
@@ -140,18 +138,18 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         """Take the socket back from the strategy's threads; what they received after the
         stop waits here, as a parked connection that became ready does."""
         pull.stop()
-        verify, serving = self.serving.verify, self.serving
+        serving = self.serving
         for request in pull.take_leftovers():  # (a pulling thread may still be counting)
-            if verify is None or serving.verified_by_worker(verify, request):
+            if serving.verify is None or serving.verified_by_worker(serving.verify, request):
                 self._waiting.append(request)
-        if self._waiting:
-            self.waker.wake()  # the drain's first wait serves them, instead of waiting first
-        self.set_listening(True)
+        self.set_listening(True)  # (the next run_once, the drain's, serves them without waiting)
 
     def run_once(self, timeout: float | None, limit: int = BATCH) -> int:
         """Wait once for readiness and dispatch up to ``limit`` new requests (plus any parked
         connection that became ready); return how many went to the strategy."""
         self._limit, self._dispatched = limit, 0
+        if self._waiting and self._can_serve_waiting():
+            timeout = 0.0  # not a wake-up byte: another wait may have drained it (begin_drain)
         self.wait_once(timeout)
         self.parking.take_returns()
         if self._waiting:
@@ -273,18 +271,22 @@ class SelectorLoop(Reactor, Generic[RequestT]):
         deadline = self._drain_deadline
         return deadline is not None and time.monotonic() >= deadline
 
+    def _can_serve_waiting(self) -> bool:
+        """Whether a waiting request can go to the strategy now: not between a stop and its
+        drain (which serves them, or refuses them past its deadline), nor while it is full."""
+        stopped = self.stop.requested and not self._draining
+        return not stopped and not self.policy.full(self.strategy.in_flight)
+
     def _serve_waiting(self) -> None:
-        waiting, policy, strategy = self._waiting, self.policy, self.strategy
-        if self.stop.requested and not self._draining:
-            return  # the drain serves them (or refuses them past its deadline)
-        while waiting and not policy.full(strategy.in_flight):
+        waiting = self._waiting
+        while waiting and self._can_serve_waiting():
             if self._past_drain_deadline():
                 while waiting:
                     self.serving.reject(waiting.popleft())
                 return
             self._submit(waiting.popleft())
-        if waiting:
-            strategy.notify_when_available(self.waker.wake)
+        if waiting and (self._draining or not self.stop.requested):
+            self.strategy.notify_when_available(self.waker.wake)
 
     def _submit(self, request: Any) -> None:
         try:

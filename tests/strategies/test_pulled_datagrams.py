@@ -20,6 +20,7 @@ import pytest
 
 from typedserve import (
     Datagram,
+    DrainReport,
     Limits,
     Prefork,
     Server,
@@ -27,6 +28,7 @@ from typedserve import (
     ThreadPool,
     UDPTransport,
     UnixDatagramTransport,
+    _pulling,
 )
 from typedserve.config import UnixAddress
 from typedserve.testing import serve_in_thread
@@ -211,6 +213,80 @@ def test_a_refused_datagram_is_counted_and_not_served(make_server: MakeServer) -
             client.recv(10)
     stats = server.stats()
     assert (stats.accepted, stats.refused, stats.in_flight) == (2, 1, 0)
+
+
+class LateUDP(UDPTransport):
+    """Each pulling thread's receive is held, once it has ``echo:late``, until ``release`` is
+    set: the test sets it as the stop begins, so that datagram is a stopped round's leftover."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def receiver(self) -> Callable[[], Datagram[Any] | None] | None:
+        receive = super().receiver()
+        if receive is None:
+            return None
+
+        def held_receive() -> Datagram[Any] | None:
+            datagram = receive()
+            if datagram is not None and datagram.payload == b"echo:late":
+                self.holding.set()
+                assert self.release.wait(WAIT), "the stop never began"
+            return datagram
+
+        return held_receive
+
+
+def test_a_datagram_taken_as_the_stop_comes_is_served_by_the_drain_at_once(
+    make_server: MakeServer,
+    gate: Gate,
+    strategy_case: StrategyCase,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two handlers hold; a third thread receives a datagram just as the stop begins. It goes
+    back to the loop, and the drain serves it at once, while the two are still running: the
+    drain's first wait does not block on a wake-up that its own read of parked connections
+    consumed (it once waited the whole grace, then refused it).
+
+    The stop's wait for the threads to leave their receive is where ``release`` is set (the
+    one white-box hook here: nothing outside shows a stop between its start and its end)."""
+    if strategy_case.name == "Prefork":
+        pytest.skip("the hook is in this process: a ThreadPool of three")
+    transport = LateUDP()
+    quiet = _pulling._Round.quiet
+
+    def quiet_and_release(self: _pulling._Round) -> bool:
+        transport.release.set()  # the round is stopped: what is received now is left over
+        return quiet(self)
+
+    monkeypatch.setattr(_pulling._Round, "quiet", quiet_and_release)
+    server = make_server(
+        TransportCase("udp", lambda: transport, False),
+        strategy=ThreadPool(max_workers=3, max_pending=0),
+        on_busy=lambda datagram: datagram.reply(b"BUSY"),
+    )
+    reports: list[DrainReport | None] = []
+    with serve_in_thread(server):
+        held = [client_for(server) for _ in range(2)]
+        late = client_for(server)
+        try:
+            for client in held:
+                client.send(b"gate")
+                gate.wait_started(1)
+            late.send(b"echo:late")
+            assert transport.holding.wait(WAIT)
+            stopper = threading.Thread(target=lambda: reports.append(server.shutdown(grace=WAIT)))
+            stopper.start()
+            assert late.recv(100) == b"late"  # before the two held ones end
+            gate.release()
+            assert [client.recv(10) for client in held] == [b"done", b"done"]
+            stopper.join(WAIT)
+        finally:
+            for client in [*held, late]:
+                client.close()
+    assert reports == [DrainReport(completed=3, cut=0, backlog_refused=0)]
 
 
 class CountingUDP(UDPTransport):
