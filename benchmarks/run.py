@@ -2,7 +2,8 @@
 
 Builds the C load generator and echo server into ``benchmarks/bin/``, starts every server under
 test as a subprocess pinned to CPU 0 (the generator runs on CPU 1), runs each scenario a few
-times and prints one table; the same table, with the machine description, goes to
+times (a loadgen scenario's servers in turns, see :func:`measure_loadgen_round_robin`) and
+prints one table; the same table, with the machine description, goes to
 ``benchmarks/results/latest.md``. See ``benchmarks/README.md`` for how to read it.
 """
 
@@ -619,30 +620,97 @@ class Settings:
     tls: tuple[str, str] | None = None  # (certificate, key) for the TLS rows
 
 
-def measure_loadgen(scenario: Scenario, server: ServerSpec, cfg: Settings) -> Result:
-    result = Result(scenario, server.name)
-    if server.capacity is not None and server.capacity < scenario.conns:
-        result.note = f"serves {server.capacity} of the {scenario.conns} conns at once"
+def loadgen_args(scenario: Scenario, cfg: Settings) -> tuple[str, ...]:
+    """The generator's arguments for ``scenario`` (a TLS row's trust anchor added)."""
     args = scenario.loadgen
     if scenario.kind == "tls":
         if cfg.tls is None:
             raise RuntimeError("no TLS certificate")
         args = (*args, "--tls", cfg.tls[0])  # the generator trusts the self-signed certificate
-    argv = server.argv(scenario.kind, cfg.tls)
-    urls: list[str] = []  # a metrics row's /metrics, scraped after each run (not timed)
-    scraped: list[dict[str, float]] = []
-    with started(argv, f"{server.name}-{scenario.kind}", cfg.pin, urls) as (pid, port):
-        after_run = (lambda: scraped.append(scrape_metrics(urls[0]))) if urls else None
-        runs = loadgen_repeats(result, args, port, pid, cfg, after_run=after_run)
-    notes = [result.note] if result.note else []
-    if scraped:
-        notes.append(metrics_note(scraped))
-    if scenario.kind == "tls":
-        notes += tls_run_notes(runs.outputs)
-    if scenario.loadgen[:1] == ("connect",):
-        notes.append(f"TIME_WAIT before {'/'.join(map(str, runs.time_wait))}")
-    result.note = "; ".join(notes)
-    return result
+    return args
+
+
+@dataclass
+class Contestant:
+    """One server of a round-robin scenario: started, and what its runs gathered so far."""
+
+    result: Result
+    pid: int
+    port: int
+    urls: list[str]
+    runs: Runs = field(default_factory=lambda: Runs())
+    scraped: list[dict[str, float]] = field(default_factory=list)
+
+
+def measure_loadgen_round_robin(
+    scenario: Scenario,
+    servers: Sequence[ServerSpec],
+    cfg: Settings,
+    on_start: Callable[[str], None],
+) -> list[Result]:
+    """Every server of ``scenario`` started at once (each idle while another is measured),
+    warmed up, then measured in turns: repeat 1 of each, then repeat 2 of each, and so on.
+
+    A ratio compares servers measured minutes apart when each is run its repeats in a row:
+    whatever the VM's neighbours or clock do meanwhile lands on some rows only (a latency-bound
+    row once read 0.77x in one snapshot and 1.11x in a run an hour later). In turns, a drift
+    lands on every row of the repeat alike, and the median of each row sees all of them."""
+    args = loadgen_args(scenario, cfg)
+    results: list[Result] = []
+    playing: list[Contestant] = []
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            on_start(server.name)
+            result = Result(scenario, server.name)
+            results.append(result)
+            if server.capacity is not None and server.capacity < scenario.conns:
+                result.note = f"serves {server.capacity} of the {scenario.conns} conns at once"
+            urls: list[str] = []  # a metrics row's /metrics, scraped after each run (not timed)
+            try:
+                pid, port = stack.enter_context(
+                    started(
+                        server.argv(scenario.kind, cfg.tls),
+                        f"{server.name}-{scenario.kind}",
+                        cfg.pin,
+                        urls,
+                    )
+                )
+                if cfg.warmup > 0:
+                    run_loadgen(args, port, cfg.warmup, cfg.pin)
+            except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+                log(f"    failed: {exc}")
+                result.note = f"FAILED: {str(exc)[:80]}"
+                continue
+            playing.append(Contestant(result, pid, port, urls))
+        for _ in range(cfg.repeats):
+            for contestant in list(playing):
+                try:
+                    loadgen_run(
+                        contestant.result,
+                        contestant.runs,
+                        args,
+                        contestant.port,
+                        contestant.pid,
+                        cfg,
+                    )
+                    if contestant.urls:
+                        contestant.scraped.append(scrape_metrics(contestant.urls[0]))
+                except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+                    log(f"    {contestant.result.server} failed: {exc}")
+                    contestant.result.note = f"FAILED: {str(exc)[:80]}"
+                    contestant.result.values.clear()
+                    playing.remove(contestant)
+    for contestant in playing:
+        result, runs = contestant.result, contestant.runs
+        notes = [result.note] if result.note else []
+        if contestant.scraped:
+            notes.append(metrics_note(contestant.scraped))
+        if scenario.kind == "tls":
+            notes += tls_run_notes(runs.outputs)
+        if scenario.loadgen[:1] == ("connect",):
+            notes.append(f"TIME_WAIT before {'/'.join(map(str, runs.time_wait))}")
+        result.note = "; ".join(notes)
+    return results
 
 
 @dataclass
@@ -661,36 +729,46 @@ def loadgen_repeats(
     pid: int,
     cfg: Settings,
     helper: int | None = None,
-    after_run: Callable[[], None] | None = None,
 ) -> Runs:
-    """The warm-up, then ``cfg.repeats`` generator runs against ``port``, served by process
-    ``pid`` (and its descendants); each run's rate, latencies, errors and CPU go to ``result``.
-    ``helper``: a process between the two on the generator's CPU (HAProxy), whose CPU (with
-    its descendants') counts as the generator's and is also given apart in ``helper_cpu``.
-    ``after_run``: called after each run, once its figures are taken (a metrics row's scrape)."""
+    """The warm-up, then ``cfg.repeats`` generator runs against ``port`` (see
+    :func:`loadgen_run`), one after the other."""
     runs = Runs()
     if cfg.warmup > 0:
         run_loadgen(args, port, cfg.warmup, cfg.pin)
     for _ in range(cfg.repeats):
-        runs.time_wait.append(time_wait_sockets())
-        help0 = cpu_seconds(helper) if helper is not None else 0.0
-        gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
-        t0 = time.monotonic()
-        out = run_loadgen(args, port, cfg.duration, cfg.pin)
-        runs.outputs.append(out)
-        wall = time.monotonic() - t0
-        helped = cpu_seconds(helper) - help0 if helper is not None else 0.0
-        gen = children_cpu() - gen0 + helped
-        record_cpu(result, wall, gen, cpu_seconds(pid) - srv0, all0)
-        runs.helper_cpu.append(100.0 * helped / wall)
-        result.values.append(float(out["rps"]))
-        result.p50_us.append(float(out["p50_us"]))
-        result.p99_us.append(float(out["p99_us"]))
-        result.errors += int(out["errors"])
-        result.loss += int(out["loss"])
-        if after_run is not None:
-            after_run()
+        loadgen_run(result, runs, args, port, pid, cfg, helper)
     return runs
+
+
+def loadgen_run(
+    result: Result,
+    runs: Runs,
+    args: Sequence[str],
+    port: int,
+    pid: int,
+    cfg: Settings,
+    helper: int | None = None,
+) -> None:
+    """One generator run against ``port``, served by process ``pid`` (and its descendants):
+    its rate, latencies, errors and CPU go to ``result``, the rest to ``runs``. ``helper``: a
+    process between the two on the generator's CPU (HAProxy), whose CPU (with its
+    descendants') counts as the generator's and is also given apart in ``helper_cpu``."""
+    runs.time_wait.append(time_wait_sockets())
+    help0 = cpu_seconds(helper) if helper is not None else 0.0
+    gen0, srv0, all0 = children_cpu(), cpu_seconds(pid), machine_busy_seconds()
+    t0 = time.monotonic()
+    out = run_loadgen(args, port, cfg.duration, cfg.pin)
+    runs.outputs.append(out)
+    wall = time.monotonic() - t0
+    helped = cpu_seconds(helper) - help0 if helper is not None else 0.0
+    gen = children_cpu() - gen0 + helped
+    record_cpu(result, wall, gen, cpu_seconds(pid) - srv0, all0)
+    runs.helper_cpu.append(100.0 * helped / wall)
+    result.values.append(float(out["rps"]))
+    result.p50_us.append(float(out["p50_us"]))
+    result.p99_us.append(float(out["p99_us"]))
+    result.errors += int(out["errors"])
+    result.loss += int(out["loss"])
 
 
 # ----------------------------------------------------------------------------- haproxy
@@ -1890,6 +1968,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" {cfg.startup_samples} rounds of {', '.join(wanted)}"
                 )
                 startup.update(measure_startup(group, wanted, cfg))
+        if scenario.kind in LOADGEN_KINDS:
+            contestants = [job for name, job in jobs if selected(only, scenario.name, name)]
+
+            def on_start(name: str, scenario: Scenario = scenario) -> None:
+                log(f"[{time.monotonic() - started_at:6.1f}s] {scenario.name} / {name}")
+
+            if contestants:
+                results += measure_loadgen_round_robin(scenario, contestants, cfg, on_start)
+            continue
         for name, job in jobs:
             if not selected(only, scenario.name, name):
                 continue
@@ -1898,9 +1985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             log(f"[{time.monotonic() - started_at:6.1f}s] {scenario.name} / {name}")
             try:
-                if scenario.kind in LOADGEN_KINDS:
-                    result = measure_loadgen(scenario, job, cfg)
-                elif scenario.kind == "idle":
+                if scenario.kind == "idle":
                     result = measure_idle(scenario, job, cfg)
                 elif scenario.kind == "slow":
                     result = measure_slow_clients(scenario, job, cfg)
