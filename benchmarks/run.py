@@ -678,7 +678,10 @@ def measure_loadgen_round_robin(
     whatever the VM's neighbours or clock do meanwhile lands on some rows only (a latency-bound
     row once read 0.77x in one snapshot and 1.11x in a run an hour later). In turns, a drift
     lands on every row of the repeat alike, and the median of each row sees all of them."""
-    args = loadgen_args(scenario, cfg)
+    try:
+        args = loadgen_args(scenario, cfg)
+    except RuntimeError as exc:
+        return [Result(scenario, server.name, note=f"FAILED: {exc}") for server in servers]
     results: list[Result] = []
     playing: list[Contestant] = []
     with contextlib.ExitStack() as stack:
